@@ -1,0 +1,2 @@
+//! keygatectl: the keygate command-line client.
+fn main() {}

@@ -1,0 +1,2 @@
+//! keygated: the keygate daemon.
+fn main() {}

@@ -1,0 +1,23 @@
+//! # keygate
+//!
+//! Hardware-token and security-key verification: a library shared by the
+//! daemon `keygated` and its client `keygatectl`.
+//!
+//! # Layout
+//!
+//! | module          | layer                                                                 |
+//! |-----------------|-----------------------------------------------------------------------|
+//! | [`hid`]         | pipes of 64-byte HID reports: in-process pair, SOCK_SEQPACKET socket, hidraw, uhid |
+//! | [`ctaphid`]     | sans-IO CTAPHID framing, both sides                                    |
+//! | [`ctap2`]       | sans-IO CTAP2.1 and CTAP1/U2F messages, CBOR codec, PIN/UV protocols  |
+//! | [`device`]      | async host driver: a transport + ctaphid + ctap2                      |
+//! | [`authenticator`] | the software security key and its policies                          |
+//! | [`otp`]         | sans-IO HOTP, TOTP, OCRA, PSKC, otpauth URIs, Digipass-style tokens  |
+//! | [`store`]       | durable state (SQLite)                                                |
+//! | [`secret`]      | `Secret<T>`: zeroized, redacted, compared in constant time            |
+//!
+//! Direction of use: `bin -> service -> {device, authenticator, rp, otp, store}`,
+//! `device -> {hid, ctaphid, ctap2}`, `authenticator -> {ctap2, ctaphid, hid}`.
+//! Protocol modules (`ctaphid`, `ctap2`, `otp`) do no I/O and never await.
+
+pub mod secret;
