@@ -1,2 +1,5 @@
 //! keygated: the keygate daemon.
-fn main() {}
+
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("keygated is not built yet")
+}

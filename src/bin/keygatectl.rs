@@ -1,2 +1,0 @@
-//! keygatectl: the keygate command-line client.
-fn main() {}

@@ -1,0 +1,1 @@
+//! WebAuthn relying-party ceremonies (webauthn-rs) with ceremony state kept in the store.
