@@ -18,6 +18,7 @@ APT_PACKAGES=(
   fido2-tools              # libfido2's fido2-token / fido2-cred, run inside the hidvm guest
   python3-venv
   util-linux               # setpriv for the access-control tests
+  publicsuffix             # registrable-domain rules for the WebAuthn client
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
