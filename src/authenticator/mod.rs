@@ -8,11 +8,14 @@
 
 mod attestation;
 mod credential;
+mod ctap2_handler;
 mod error;
 pub mod keys;
 mod options;
 mod pin;
 mod presence;
+mod softkey;
+mod u2f;
 mod vault;
 
 pub use attestation::AttestationMaterial;
@@ -27,4 +30,8 @@ pub use presence::{
     ApprovalHandle, AutoApproveForTests, DenyForTests, PresenceOutcome, UserPresence,
     VirtualPresence,
 };
+pub use softkey::{
+    InjectCredential, LastOperation, RESET_WINDOW, SharedSoftKey, SoftKey, TestControls,
+};
+pub use u2f::sw as u2f_status;
 pub use vault::{CredentialVault, FileVault, MemoryVault, atomic_write};

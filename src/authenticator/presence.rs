@@ -28,6 +28,12 @@ pub enum PresenceOutcome {
 pub trait UserPresence: Send {
     /// Blocks until the user answers. `rp_id` is shown to the user where a UI exists.
     fn request(&mut self, rp_id: &str) -> PresenceOutcome;
+
+    /// Test of user presence without waiting (CTAP1/U2F: the client repeats the request until
+    /// the user touches the key). By default the same as [`Self::request`].
+    fn poll(&mut self, rp_id: &str) -> PresenceOutcome {
+        self.request(rp_id)
+    }
 }
 
 /// Approves everything at once. For tests and virtual keys only.
@@ -148,6 +154,30 @@ impl ApprovalHandle {
         outcome
     }
 
+    /// Takes an answer given in advance, without waiting; marks a request pending otherwise.
+    fn poll(&self, rp_id: &str) -> PresenceOutcome {
+        let (lock, _) = &*self.inner;
+        let Ok(mut state) = lock.lock() else {
+            return PresenceOutcome::Denied;
+        };
+        state.requests += 1;
+        match state.answer.take() {
+            Some(true) => {
+                state.pending = false;
+                PresenceOutcome::Approved
+            }
+            Some(false) => {
+                state.pending = false;
+                PresenceOutcome::Denied
+            }
+            None => {
+                state.pending = true;
+                state.rp_id = Some(rp_id.to_owned());
+                PresenceOutcome::TimedOut
+            }
+        }
+    }
+
     fn count_request(&self) {
         let (lock, _) = &*self.inner;
         if let Ok(mut state) = lock.lock() {
@@ -198,6 +228,17 @@ impl VirtualPresence {
         }
     }
 
+    /// The same policy and approval handle with transaction flags of its own (one per
+    /// `serve()` connection, so a CANCEL on one connection does not cancel another's request).
+    pub fn for_connection(&self) -> Self {
+        Self {
+            policy: Arc::clone(&self.policy),
+            handle: self.handle.clone(),
+            cancel: Arc::new(AtomicBool::new(false)),
+            waiting: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
     /// Raises the cancel flag of the running transaction.
     pub fn cancel(&self) {
         self.cancel.store(true, Ordering::SeqCst);
@@ -235,6 +276,13 @@ impl UserPresence for VirtualPresence {
                 self.waiting.store(false, Ordering::SeqCst);
                 outcome
             }
+        }
+    }
+
+    fn poll(&mut self, rp_id: &str) -> PresenceOutcome {
+        match self.policy() {
+            PresencePolicy::WaitForApproval { .. } => self.handle.poll(rp_id),
+            _ => self.request(rp_id),
         }
     }
 }
