@@ -508,3 +508,508 @@ impl DeviceFraming {
         self.channels.iter().copied()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ctaphid::host::{HostEvent, ResponseAssembler};
+    use crate::ctaphid::packet::testutil::report;
+
+    const NEW_CID: u32 = 0x1122_3344;
+
+    struct Rig {
+        dev: DeviceFraming,
+        now: Instant,
+        next_cid: u32,
+    }
+
+    impl Rig {
+        fn new(config: DeviceConfig) -> Self {
+            Self {
+                dev: DeviceFraming::new(config),
+                now: Instant::now(),
+                next_cid: NEW_CID,
+            }
+        }
+        fn push(&mut self, r: &Report) -> Vec<DeviceEvent> {
+            let mut next = self.next_cid;
+            let mut rng = move || {
+                let v = next;
+                next = next.wrapping_add(1);
+                v
+            };
+            let events = self.dev.push(r, self.now, &mut rng);
+            self.next_cid = next;
+            events
+        }
+        fn push_hex(&mut self, hex_str: &str) -> Vec<DeviceEvent> {
+            self.push(&report(hex_str))
+        }
+        /// Allocate a channel and return it.
+        fn open(&mut self) -> ChannelId {
+            let events = self.push_hex("ffffffff 86 0008 0001020304050607");
+            let [DeviceEvent::Send(r)] = events.as_slice() else {
+                panic!("{events:?}")
+            };
+            let init = InitResponse::decode(&r[7..24], &[0, 1, 2, 3, 4, 5, 6, 7]).unwrap();
+            init.cid
+        }
+    }
+
+    fn sent(hex_str: &str) -> Vec<DeviceEvent> {
+        vec![DeviceEvent::Send(report(hex_str))]
+    }
+
+    #[test]
+    fn golden_init_allocates_a_channel() {
+        let mut rig = Rig::new(DeviceConfig {
+            major: 1,
+            minor: 2,
+            build: 3,
+            ..DeviceConfig::default()
+        });
+        assert_eq!(
+            rig.push_hex("ffffffff 86 0008 a0a1a2a3a4a5a6a7"),
+            sent("ffffffff 86 0011 a0a1a2a3a4a5a6a7 11223344 02 010203 05")
+        );
+        assert_eq!(
+            rig.dev.channels().collect::<Vec<_>>(),
+            vec![ChannelId(NEW_CID)]
+        );
+        // A second INIT gets another channel.
+        assert_eq!(
+            rig.push_hex("ffffffff 86 0008 b0b1b2b3b4b5b6b7"),
+            sent("ffffffff 86 0011 b0b1b2b3b4b5b6b7 11223345 02 010203 05")
+        );
+    }
+
+    #[test]
+    fn rng_values_zero_broadcast_and_duplicates_are_skipped() {
+        let mut dev = DeviceFraming::new(DeviceConfig::default());
+        let now = Instant::now();
+        let mut values = vec![7, 0xffff_ffff, 0, 7].into_iter();
+        let mut rng = move || values.next().unwrap_or(9);
+        let init = report("ffffffff 86 0008 0000000000000000");
+        dev.push(&init, now, &mut rng);
+        dev.push(&init, now, &mut rng);
+        assert_eq!(
+            dev.channels().collect::<Vec<_>>(),
+            vec![ChannelId(7), ChannelId(9)]
+        );
+    }
+
+    #[test]
+    fn init_on_allocated_channel_resyncs_and_cancels() {
+        let mut rig = Rig::new(DeviceConfig::default());
+        let cid = rig.open();
+        assert_eq!(cid, ChannelId(NEW_CID));
+        let events = rig.push_hex("11223344 90 0001 04");
+        assert_eq!(
+            events,
+            vec![DeviceEvent::Request {
+                cid,
+                cmd: HidCmd::CBOR,
+                payload: vec![4]
+            }]
+        );
+        let events = rig.push_hex("11223344 86 0008 0102030405060708");
+        assert_eq!(
+            events,
+            vec![
+                DeviceEvent::Cancel(cid),
+                DeviceEvent::Send(report(
+                    "11223344 86 0011 0102030405060708 11223344 02 000100 05"
+                )),
+            ]
+        );
+        // The stale answer is dropped; the channel is usable again.
+        assert!(rig.dev.respond(cid, HidCmd::CBOR, &[0]).is_empty());
+        assert_eq!(
+            rig.push_hex("11223344 81 0001 aa"),
+            sent("11223344 81 0001 aa")
+        );
+    }
+
+    #[test]
+    fn golden_ping_single_and_multi_packet() {
+        let mut rig = Rig::new(DeviceConfig::default());
+        rig.open();
+        assert_eq!(
+            rig.push_hex("11223344 81 0002 abcd"),
+            sent("11223344 81 0002 abcd")
+        );
+        let payload: Vec<u8> = (0..100).collect();
+        let reports = fragment(ChannelId(NEW_CID), HidCmd::PING, &payload).unwrap();
+        assert!(rig.push(&reports[0]).is_empty());
+        let events = rig.push(&reports[1]);
+        assert_eq!(
+            events,
+            reports
+                .iter()
+                .map(|r| DeviceEvent::Send(*r))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn golden_cbor_request_response_and_keepalive() {
+        let mut rig = Rig::new(DeviceConfig::default());
+        let cid = rig.open();
+        assert_eq!(
+            rig.push_hex("11223344 90 0001 04"),
+            vec![DeviceEvent::Request {
+                cid,
+                cmd: HidCmd::CBOR,
+                payload: vec![0x04]
+            }]
+        );
+        assert!(rig.dev.is_processing());
+        assert_eq!(
+            rig.dev.keepalive(cid, KeepaliveStatus::PROCESSING),
+            report("11223344 bb 0001 01")
+        );
+        assert_eq!(
+            rig.dev.keepalive(cid, KeepaliveStatus::UPNEEDED),
+            report("11223344 bb 0001 02")
+        );
+        assert_eq!(
+            rig.dev.respond(cid, HidCmd::CBOR, &[0x00, 0xa0]),
+            vec![report("11223344 90 0002 00a0")]
+        );
+        assert!(!rig.dev.is_processing());
+        // A second respond has nothing to answer.
+        assert!(rig.dev.respond(cid, HidCmd::CBOR, &[0x00]).is_empty());
+    }
+
+    #[test]
+    fn golden_msg_request() {
+        let mut rig = Rig::new(DeviceConfig::default());
+        let cid = rig.open();
+        assert_eq!(
+            rig.push_hex("11223344 83 0007 00030000000000"),
+            vec![DeviceEvent::Request {
+                cid,
+                cmd: HidCmd::MSG,
+                payload: vec![0, 3, 0, 0, 0, 0, 0]
+            }]
+        );
+        assert_eq!(
+            rig.dev.respond(cid, HidCmd::MSG, b"U2F_V2\x90\x00"),
+            vec![report("11223344 83 0008 5532465f56329000")]
+        );
+    }
+
+    #[test]
+    fn nmsg_means_msg_is_invalid_cmd() {
+        let mut rig = Rig::new(DeviceConfig {
+            capabilities: Capabilities::CBOR | Capabilities::NMSG,
+            ..Default::default()
+        });
+        rig.open();
+        assert_eq!(
+            rig.push_hex("11223344 83 0001 00"),
+            sent("11223344 bf 0001 01")
+        );
+    }
+
+    #[test]
+    fn golden_cancel() {
+        let mut rig = Rig::new(DeviceConfig::default());
+        let cid = rig.open();
+        // CANCEL with nothing pending: ignored.
+        assert!(rig.push_hex("11223344 91 0000").is_empty());
+        rig.push_hex("11223344 90 0001 02");
+        assert_eq!(
+            rig.push_hex("11223344 91 0000"),
+            vec![DeviceEvent::Cancel(cid)]
+        );
+        assert_eq!(
+            rig.dev.respond(cid, HidCmd::CBOR, &[0x2d]),
+            vec![report("11223344 90 0001 2d")]
+        );
+    }
+
+    #[test]
+    fn golden_wink_and_lock() {
+        let mut rig = Rig::new(DeviceConfig::default());
+        let cid = rig.open();
+        assert_eq!(
+            rig.push_hex("11223344 88 0000"),
+            vec![
+                DeviceEvent::Send(report("11223344 88 0000")),
+                DeviceEvent::Wink(cid)
+            ]
+        );
+        assert_eq!(
+            rig.push_hex("11223344 88 0001 00"),
+            sent("11223344 bf 0001 03")
+        );
+        assert_eq!(
+            rig.push_hex("11223344 84 0001 0b"),
+            sent("11223344 bf 0001 02")
+        );
+        assert_eq!(
+            rig.push_hex("11223344 84 0002 0101"),
+            sent("11223344 bf 0001 03")
+        );
+        assert_eq!(
+            rig.push_hex("11223344 84 0001 05"),
+            sent("11223344 84 0000")
+        );
+        // Another channel is busy while the lock holds...
+        let other = rig.open();
+        assert_eq!(other, ChannelId(NEW_CID + 1));
+        assert_eq!(
+            rig.push_hex("11223345 81 0001 01"),
+            sent("11223345 bf 0001 06")
+        );
+        // ...until it expires.
+        rig.now += Duration::from_secs(5);
+        assert_eq!(
+            rig.push_hex("11223345 81 0001 01"),
+            sent("11223345 81 0001 01")
+        );
+        // Explicit release with LOCK 0.
+        assert_eq!(
+            rig.push_hex("11223344 84 0001 0a"),
+            sent("11223344 84 0000")
+        );
+        assert_eq!(
+            rig.push_hex("11223345 81 0001 01"),
+            sent("11223345 bf 0001 06")
+        );
+        assert_eq!(
+            rig.push_hex("11223344 84 0001 00"),
+            sent("11223344 84 0000")
+        );
+        assert_eq!(
+            rig.push_hex("11223345 81 0001 01"),
+            sent("11223345 81 0001 01")
+        );
+    }
+
+    #[test]
+    fn wink_without_capability_is_invalid_cmd() {
+        let mut rig = Rig::new(DeviceConfig {
+            capabilities: Capabilities::CBOR,
+            ..Default::default()
+        });
+        rig.open();
+        assert_eq!(
+            rig.push_hex("11223344 88 0000"),
+            sent("11223344 bf 0001 01")
+        );
+    }
+
+    #[test]
+    fn channel_errors() {
+        let mut rig = Rig::new(DeviceConfig::default());
+        // Channel 0 is reserved.
+        assert_eq!(
+            rig.push_hex("00000000 86 0008 0001020304050607"),
+            sent("00000000 bf 0001 0b")
+        );
+        // Non-INIT on broadcast.
+        assert_eq!(
+            rig.push_hex("ffffffff 90 0001 04"),
+            sent("ffffffff bf 0001 0b")
+        );
+        // Never-allocated channel, including INIT on it.
+        assert_eq!(
+            rig.push_hex("deadbeef 90 0001 04"),
+            sent("deadbeef bf 0001 0b")
+        );
+        assert_eq!(
+            rig.push_hex("deadbeef 86 0008 0001020304050607"),
+            sent("deadbeef bf 0001 0b")
+        );
+        // INIT with a wrong length.
+        assert_eq!(
+            rig.push_hex("ffffffff 86 0007 00010203040506"),
+            sent("ffffffff bf 0001 03")
+        );
+    }
+
+    #[test]
+    fn garbage_commands_get_invalid_cmd() {
+        let mut rig = Rig::new(DeviceConfig::default());
+        rig.open();
+        for cmd in ["bb", "bf", "c0", "ff", "80", "a5"] {
+            assert_eq!(
+                rig.push_hex(&format!("11223344 {cmd} 0001 01")),
+                sent("11223344 bf 0001 01"),
+                "{cmd}"
+            );
+        }
+        // CBOR with no payload.
+        assert_eq!(
+            rig.push_hex("11223344 90 0000"),
+            sent("11223344 bf 0001 03")
+        );
+    }
+
+    #[test]
+    fn oversized_truncated_and_out_of_sequence() {
+        let mut rig = Rig::new(DeviceConfig::default());
+        rig.open();
+        // Announced length above 7609.
+        assert_eq!(
+            rig.push_hex("11223344 90 1dba"),
+            sent("11223344 bf 0001 03")
+        );
+        // 7609 exactly is accepted (awaits continuation packets).
+        assert!(rig.push_hex("11223344 90 1db9").is_empty());
+        // Out of sequence: SEQ 1 where 0 is due.
+        assert_eq!(rig.push_hex("11223344 01"), sent("11223344 bf 0001 04"));
+        // Truncated: a message cut off by a new init packet on the same channel.
+        assert!(rig.push_hex("11223344 90 0050 01").is_empty());
+        assert_eq!(
+            rig.push_hex("11223344 90 0001 04"),
+            sent("11223344 bf 0001 04")
+        );
+        // Spurious continuation packets are ignored.
+        assert!(rig.push_hex("11223344 00 00").is_empty());
+        assert!(rig.push_hex("99999999 05 00").is_empty());
+        // The channel still works.
+        assert_eq!(rig.push_hex("11223344 81 0000"), sent("11223344 81 0000"));
+    }
+
+    #[test]
+    fn other_channel_gets_channel_busy() {
+        let mut rig = Rig::new(DeviceConfig::default());
+        let first = rig.open();
+        let second = rig.open();
+        assert_eq!(second, ChannelId(NEW_CID + 1));
+        // While the first channel is mid-message...
+        assert!(rig.push_hex("11223344 90 0050 01").is_empty());
+        assert_eq!(
+            rig.push_hex("11223345 90 0001 04"),
+            sent("11223345 bf 0001 06")
+        );
+        // ...the second channel's continuation packet is ignored, and the first completes.
+        assert!(rig.push_hex("11223345 00 00").is_empty());
+        let events = rig.push_hex("11223344 00");
+        let [DeviceEvent::Request { cid, payload, .. }] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!((*cid, payload.len()), (first, 0x50));
+        // While the first channel's request is processed, the second is busy, and CANCEL from
+        // it is ignored; INIT on broadcast still works.
+        assert_eq!(
+            rig.push_hex("11223345 81 0000"),
+            sent("11223345 bf 0001 06")
+        );
+        assert!(rig.push_hex("11223345 91 0000").is_empty());
+        assert_eq!(
+            rig.push_hex("11223344 90 0001 04"),
+            sent("11223344 bf 0001 06")
+        );
+        assert_eq!(rig.open(), ChannelId(NEW_CID + 2));
+        rig.dev.respond(first, HidCmd::CBOR, &[0]);
+        assert_eq!(rig.push_hex("11223345 81 0000"), sent("11223345 81 0000"));
+    }
+
+    #[test]
+    fn stalled_message_times_out_with_injected_clock() {
+        let mut rig = Rig::new(DeviceConfig::default());
+        rig.open();
+        assert!(rig.push_hex("11223344 90 0080 01").is_empty());
+        let deadline = rig.dev.next_deadline().unwrap();
+        assert!(deadline > rig.now + Duration::from_millis(500));
+        // 500 ms exactly is still within the gap.
+        rig.now += Duration::from_millis(500);
+        assert!(rig.dev.poll_timeout(rig.now).is_empty());
+        assert!(rig.push_hex("11223344 00").is_empty());
+        rig.now += Duration::from_millis(501);
+        assert_eq!(
+            rig.dev.poll_timeout(rig.now),
+            vec![report("11223344 bf 0001 05")]
+        );
+        assert_eq!(rig.dev.next_deadline(), None);
+        // The late packet is now spurious.
+        assert!(rig.push_hex("11223344 01").is_empty());
+    }
+
+    #[test]
+    fn timeout_is_also_reported_by_push_and_configurable() {
+        let mut rig = Rig::new(DeviceConfig {
+            inter_packet_timeout: Duration::from_millis(50),
+            ..Default::default()
+        });
+        rig.open();
+        assert!(rig.push_hex("11223344 90 0080 01").is_empty());
+        rig.now += Duration::from_millis(60);
+        // The next packet (another PING) first triggers the timeout of the stalled message.
+        assert_eq!(
+            rig.push_hex("11223344 81 0000"),
+            vec![
+                DeviceEvent::Send(report("11223344 bf 0001 05")),
+                DeviceEvent::Send(report("11223344 81 0000"))
+            ]
+        );
+    }
+
+    #[test]
+    fn channel_table_is_bounded() {
+        let mut rig = Rig::new(DeviceConfig {
+            max_channels: 2,
+            ..Default::default()
+        });
+        let first = rig.open();
+        rig.open();
+        rig.open();
+        assert_eq!(rig.dev.channels().count(), 2);
+        assert_eq!(
+            rig.push(&fragment(first, HidCmd::PING, &[]).unwrap()[0]),
+            sent("11223344 bf 0001 0b")
+        );
+    }
+
+    #[test]
+    fn host_and_device_sides_agree_on_a_long_message() {
+        let mut rig = Rig::new(DeviceConfig::default());
+        let cid = rig.open();
+        let request: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
+        let mut got = None;
+        for r in fragment(cid, HidCmd::CBOR, &request).unwrap() {
+            for event in rig.push(&r) {
+                got = Some(event);
+            }
+        }
+        assert_eq!(
+            got,
+            Some(DeviceEvent::Request {
+                cid,
+                cmd: HidCmd::CBOR,
+                payload: request.clone()
+            })
+        );
+        let mut asm = ResponseAssembler::new(cid);
+        let mut reply = None;
+        for r in rig.dev.respond(cid, HidCmd::CBOR, &request) {
+            if let Some(event) = asm.push(&r).unwrap() {
+                reply = Some(event);
+            }
+        }
+        assert_eq!(
+            reply,
+            Some(HostEvent::Response {
+                cmd: HidCmd::CBOR,
+                payload: request
+            })
+        );
+    }
+
+    #[test]
+    fn random_reports_never_panic() {
+        use proptest::prelude::*;
+        proptest!(|(reports in prop::collection::vec(any::<[u8; 64]>(), 1..40), gaps in prop::collection::vec(0u64..700, 40))| {
+            let mut rig = Rig::new(DeviceConfig::default());
+            rig.open();
+            for (r, gap) in reports.iter().zip(gaps) {
+                rig.now += Duration::from_millis(gap);
+                let _ = rig.push(r);
+            }
+        });
+    }
+}

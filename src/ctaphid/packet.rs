@@ -388,3 +388,204 @@ impl InitResponse {
         })
     }
 }
+
+/// Test helpers shared by the framing tests.
+#[cfg(test)]
+pub(crate) mod testutil {
+    use crate::hid::{REPORT_LEN, Report};
+
+    /// A report from hex (spaces allowed), zero padded to 64 bytes.
+    pub(crate) fn report(hex_str: &str) -> Report {
+        let clean: String = hex_str.chars().filter(|c| !c.is_whitespace()).collect();
+        let bytes = hex::decode(clean).unwrap();
+        assert!(bytes.len() <= REPORT_LEN);
+        let mut out = [0u8; REPORT_LEN];
+        out[..bytes.len()].copy_from_slice(&bytes);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testutil::report;
+    use super::*;
+
+    #[test]
+    fn max_message_len_is_7609() {
+        assert_eq!(MAX_MESSAGE_LEN, 7609);
+    }
+
+    #[test]
+    fn wire_codes_debug_names_and_unknown_hex() {
+        assert_eq!(format!("{:?}", HidCmd::CBOR), "CBOR");
+        assert_eq!(format!("{:?}", HidCmd(0xc3)), "HidCmd(0xc3)");
+        assert_eq!(
+            format!("{:?}", CtapHidErrorCode::CHANNEL_BUSY),
+            "CHANNEL_BUSY"
+        );
+        assert_eq!(
+            format!("{:?}", CtapHidErrorCode(0x42)),
+            "CtapHidErrorCode(0x42)"
+        );
+        assert_eq!(format!("{:?}", KeepaliveStatus::UPNEEDED), "UPNEEDED");
+        assert_eq!(
+            format!("{:?}", Capabilities(0x0d)),
+            "Capabilities(WINK | CBOR | NMSG)"
+        );
+        let codes = [
+            (CtapHidErrorCode::INVALID_CMD, 0x01),
+            (CtapHidErrorCode::INVALID_PAR, 0x02),
+            (CtapHidErrorCode::INVALID_LEN, 0x03),
+            (CtapHidErrorCode::INVALID_SEQ, 0x04),
+            (CtapHidErrorCode::MSG_TIMEOUT, 0x05),
+            (CtapHidErrorCode::CHANNEL_BUSY, 0x06),
+            (CtapHidErrorCode::LOCK_REQUIRED, 0x0a),
+            (CtapHidErrorCode::INVALID_CHANNEL, 0x0b),
+            (CtapHidErrorCode::OTHER, 0x7f),
+        ];
+        for (code, byte) in codes {
+            assert_eq!(code.0, byte);
+        }
+        let cmds = [
+            (HidCmd::PING, 0x81),
+            (HidCmd::MSG, 0x83),
+            (HidCmd::LOCK, 0x84),
+            (HidCmd::INIT, 0x86),
+            (HidCmd::WINK, 0x88),
+            (HidCmd::CBOR, 0x90),
+            (HidCmd::CANCEL, 0x91),
+            (HidCmd::KEEPALIVE, 0xbb),
+            (HidCmd::ERROR, 0xbf),
+        ];
+        for (cmd, byte) in cmds {
+            assert_eq!(cmd.0, byte);
+        }
+        assert!(!Capabilities::NMSG.supports_msg());
+        assert!(Capabilities::CBOR.supports_msg());
+    }
+
+    #[test]
+    fn golden_single_packet_requests() {
+        let cid = ChannelId(0x1122_3344);
+        let nonce = [0xa0, 0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6, 0xa7];
+        assert_eq!(
+            init_request(BROADCAST, &nonce),
+            report("ffffffff 86 0008 a0a1a2a3a4a5a6a7")
+        );
+        assert_eq!(cancel_request(cid), report("11223344 91 0000"));
+        assert_eq!(
+            error_report(cid, CtapHidErrorCode::CHANNEL_BUSY),
+            report("11223344 bf 0001 06")
+        );
+        assert_eq!(
+            keepalive_report(cid, KeepaliveStatus::UPNEEDED),
+            report("11223344 bb 0001 02")
+        );
+        assert_eq!(
+            fragment(cid, HidCmd::CBOR, &[0x04]).unwrap(),
+            vec![report("11223344 90 0001 04")]
+        );
+        assert_eq!(
+            fragment(cid, HidCmd::WINK, &[]).unwrap(),
+            vec![report("11223344 88 0000")]
+        );
+        assert_eq!(
+            fragment(cid, HidCmd::LOCK, &[5]).unwrap(),
+            vec![report("11223344 84 0001 05")]
+        );
+        // U2F VERSION APDU over MSG.
+        assert_eq!(
+            fragment(cid, HidCmd::MSG, &[0, 3, 0, 0, 0, 0, 0]).unwrap(),
+            vec![report("11223344 83 0007 00030000000000")]
+        );
+    }
+
+    #[test]
+    fn golden_fragmentation_boundaries() {
+        let cid = ChannelId(0x0102_0304);
+        // 57 bytes fill the initialization packet exactly.
+        let payload: Vec<u8> = (0..57).collect();
+        let reports = fragment(cid, HidCmd::PING, &payload).unwrap();
+        assert_eq!(reports.len(), 1);
+        assert_eq!(&reports[0][..7], &[1, 2, 3, 4, 0x81, 0x00, 0x39]);
+        assert_eq!(&reports[0][7..], &payload[..]);
+        // 58 bytes: one continuation packet with SEQ 0 holding one byte, zero padded.
+        let payload: Vec<u8> = (0..58).collect();
+        let reports = fragment(cid, HidCmd::PING, &payload).unwrap();
+        assert_eq!(reports.len(), 2);
+        assert_eq!(reports[1], report("01020304 00 39"));
+        // The maximum: 1 + 128 packets, the last one SEQ 0x7f.
+        let payload = vec![0x5a; MAX_MESSAGE_LEN];
+        let reports = fragment(cid, HidCmd::CBOR, &payload).unwrap();
+        assert_eq!(reports.len(), 129);
+        assert_eq!(&reports[0][4..7], &[0x90, 0x1d, 0xb9]);
+        assert_eq!(reports[128][4], 0x7f);
+        assert!(reports[128][5..].iter().all(|b| *b == 0x5a));
+        // One byte more is refused.
+        assert_eq!(
+            fragment(cid, HidCmd::CBOR, &vec![0; MAX_MESSAGE_LEN + 1]),
+            Err(FramingError::MessageTooLong(7610))
+        );
+    }
+
+    #[test]
+    fn parse_tells_init_from_continuation() {
+        let init = report("cafebabe 90 0102 ff");
+        assert_eq!(
+            Packet::parse(&init),
+            Packet::Init {
+                cid: ChannelId(0xcafe_babe),
+                cmd: HidCmd::CBOR,
+                bcnt: 0x102,
+                data: &init[7..]
+            }
+        );
+        let cont = report("cafebabe 7f 01");
+        assert_eq!(
+            Packet::parse(&cont),
+            Packet::Cont {
+                cid: ChannelId(0xcafe_babe),
+                seq: 0x7f,
+                data: &cont[5..]
+            }
+        );
+    }
+
+    #[test]
+    fn init_response_golden_and_checks() {
+        let nonce = [1, 2, 3, 4, 5, 6, 7, 8];
+        let reply = InitResponse {
+            nonce,
+            cid: ChannelId(0x1122_3344),
+            protocol_version: 2,
+            major: 5,
+            minor: 4,
+            build: 3,
+            capabilities: Capabilities::CBOR | Capabilities::WINK,
+        };
+        let bytes = reply.encode();
+        assert_eq!(hex::encode(bytes), "0102030405060708112233440205040305");
+        assert_eq!(InitResponse::decode(&bytes, &nonce), Ok(reply));
+        // Extra trailing bytes are tolerated.
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        assert_eq!(InitResponse::decode(&longer, &nonce), Ok(reply));
+        assert_eq!(
+            InitResponse::decode(&bytes, &[0; 8]),
+            Err(FramingError::NonceMismatch)
+        );
+        assert_eq!(
+            InitResponse::decode(&bytes[..16], &nonce),
+            Err(FramingError::BadLength {
+                cmd: HidCmd::INIT,
+                len: 16
+            })
+        );
+        let mut broadcast = bytes;
+        broadcast[8..12].copy_from_slice(&[0xff; 4]);
+        assert_eq!(
+            InitResponse::decode(&broadcast, &nonce),
+            Err(FramingError::BadChannel(BROADCAST))
+        );
+    }
+}
