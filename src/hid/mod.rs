@@ -9,8 +9,10 @@
 
 pub mod error;
 mod fd;
+pub mod hidraw;
 pub mod pair;
 pub mod socket;
+pub mod uhid;
 
 pub use error::HidError;
 pub use pair::{PairEnd, pair};
