@@ -8,12 +8,14 @@
 //! - [`ocra`](ocra()), [`OcraSuite`] — RFC 6287 suites and responses, transaction questions.
 //! - [`token`] — serials, token kinds and parameters, challenge generation.
 //! - [`otpauth`] — `otpauth://` URIs.
+//! - [`pskc`] — RFC 6030 PSKC parse, import policy and write.
 //! - [`verify`] — pure accept/reject decisions (windows, drift, replay, resync, challenges).
 
 mod error;
 mod hotp;
 pub mod ocra;
 pub mod otpauth;
+pub mod pskc;
 pub mod token;
 pub mod verify;
 
