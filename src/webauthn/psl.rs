@@ -106,10 +106,10 @@ impl PublicSuffixList {
             if self.rules.contains(suffix) {
                 return suffix;
             }
-            if let Some(&next) = starts.get(index + 1) {
-                if self.wildcards.contains(&domain[next..]) {
-                    return suffix;
-                }
+            if let Some(&next) = starts.get(index + 1)
+                && self.wildcards.contains(&domain[next..])
+            {
+                return suffix;
             }
         }
         // Implicit "*" rule: the last label.
