@@ -3,6 +3,8 @@
 //! Each subcommand lives in its own module; `main` only parses and dispatches.
 
 mod conn;
+mod demo;
+mod demo_steps;
 mod devices;
 mod virtual_serve;
 
@@ -25,6 +27,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Walk through keygate on a private bus and a temporary state dir (start here).
+    Demo(demo::DemoArgs),
     /// List the security keys keygated can use (USB keys and your software keys).
     Devices,
     /// Software security keys.
@@ -66,6 +70,13 @@ fn main() -> anyhow::Result<()> {
             clap_mangen::Man::new(Cli::command()).render(&mut out)?;
             std::io::stdout().write_all(&out)?;
             Ok(())
+        }
+        Command::Demo(args) => {
+            if demo::run(args)? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
         }
         Command::Devices => runtime()?.block_on(devices::list(&cli.bus, cli.json)),
     }
