@@ -14,14 +14,17 @@ use crate::authenticator::presence::{PresenceOutcome, UserPresence};
 use crate::authenticator::softkey::{LastOperation, SoftKey};
 use crate::authenticator::{AttestationKind, CtapVersion};
 use crate::ctap2::commands::{
-    client_pin, config, credential_management as cm, get_assertion, get_info, large_blobs, make_credential,
+    client_pin, config, credential_management as cm, get_assertion, get_info, large_blobs,
+    make_credential,
 };
-use crate::ctap2::extensions::{CredBlobOutput, ExtensionOutputs, GetAssertionExtensions, HmacSecretOutput};
+use crate::ctap2::extensions::{
+    CredBlobOutput, ExtensionOutputs, GetAssertionExtensions, HmacSecretOutput,
+};
 use crate::ctap2::pin_protocol::{KeyAgreementKey, PinProtocol, SharedSecret};
 use crate::ctap2::{
-    AttestationStatement, AttestedCredentialData, AuthenticatorData, AuthenticatorDataFlags, CoseKey, CtapRequest,
-    PublicKeyCredentialDescriptor, PublicKeyCredentialParameters, PublicKeyCredentialRpEntity,
-    PublicKeyCredentialUserEntity, StatusCode,
+    AttestationStatement, AttestedCredentialData, AuthenticatorData, AuthenticatorDataFlags,
+    CoseKey, CtapRequest, PublicKeyCredentialDescriptor, PublicKeyCredentialParameters,
+    PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity, StatusCode,
 };
 use crate::secret::Secret;
 
@@ -122,7 +125,11 @@ fn user_entity(user: &UserInfo, identifying: bool) -> PublicKeyCredentialUserEnt
     PublicKeyCredentialUserEntity {
         id: user.id.clone(),
         name: if identifying { user.name.clone() } else { None },
-        display_name: if identifying { user.display_name.clone() } else { None },
+        display_name: if identifying {
+            user.display_name.clone()
+        } else {
+            None
+        },
     }
 }
 
@@ -132,13 +139,22 @@ fn cose_public_key(cred: &Credential) -> CtapResult<CoseKey> {
 }
 
 fn descriptor(id: &[u8]) -> PublicKeyCredentialDescriptor {
-    PublicKeyCredentialDescriptor { type_: "public-key".to_owned(), id: id.to_vec(), transports: None }
+    PublicKeyCredentialDescriptor {
+        type_: "public-key".to_owned(),
+        id: id.to_vec(),
+        transports: None,
+    }
 }
 
 impl SoftKey {
     /// Handles one CTAP2 request (command byte + CBOR) and returns the response (status byte +
     /// CBOR). `presence` answers user-presence checks; `now` drives the reset window and timers.
-    pub fn handle_cbor(&mut self, request: &[u8], presence: &mut dyn UserPresence, now: Instant) -> Vec<u8> {
+    pub fn handle_cbor(
+        &mut self,
+        request: &[u8],
+        presence: &mut dyn UserPresence,
+        now: Instant,
+    ) -> Vec<u8> {
         if self.options.ctap == CtapVersion::U2fOnly {
             return vec![StatusCode::CTAP1_ERR_INVALID_COMMAND.0];
         }
@@ -146,7 +162,10 @@ impl SoftKey {
             Ok(decoded) => decoded,
             Err(status) => return vec![status.0],
         };
-        if !matches!(decoded, CtapRequest::GetAssertion(_) | CtapRequest::GetNextAssertion(_)) {
+        if !matches!(
+            decoded,
+            CtapRequest::GetAssertion(_) | CtapRequest::GetNextAssertion(_)
+        ) {
             self.session.next_assertion = None;
         }
         if !matches!(decoded, CtapRequest::CredentialManagement { .. }) {
@@ -159,8 +178,12 @@ impl SoftKey {
         let fido21 = self.options.ctap == CtapVersion::Fido21;
         let result = match decoded {
             CtapRequest::GetInfo(_) => Ok(self.get_info().encode()),
-            CtapRequest::MakeCredential(req) => self.make_credential(req, presence, now).map(|r| r.encode()),
-            CtapRequest::GetAssertion(req) => self.get_assertion(req, presence, now).map(|r| r.encode()),
+            CtapRequest::MakeCredential(req) => {
+                self.make_credential(req, presence, now).map(|r| r.encode())
+            }
+            CtapRequest::GetAssertion(req) => {
+                self.get_assertion(req, presence, now).map(|r| r.encode())
+            }
             CtapRequest::GetNextAssertion(_) => self.get_next_assertion(now).map(|r| r.encode()),
             CtapRequest::ClientPin(req) => self.client_pin(req, now).map(|r| r.encode()),
             CtapRequest::Reset(_) => self.reset(presence, now).map(|()| Vec::new()),
@@ -242,11 +265,18 @@ impl SoftKey {
             }
         }
         let versions = if fido21 {
-            vec!["U2F_V2".to_owned(), "FIDO_2_0".to_owned(), "FIDO_2_1".to_owned()]
+            vec![
+                "U2F_V2".to_owned(),
+                "FIDO_2_0".to_owned(),
+                "FIDO_2_1".to_owned(),
+            ]
         } else {
             vec!["U2F_V2".to_owned(), "FIDO_2_0".to_owned()]
         };
-        let remaining = self.options.max_resident.saturating_sub(self.resident_count()) as u64;
+        let remaining = self
+            .options
+            .max_resident
+            .saturating_sub(self.resident_count()) as u64;
         get_info::Response {
             versions,
             extensions: Some(self.extensions_supported()),
@@ -257,29 +287,44 @@ impl SoftKey {
             max_credential_count_in_list: Some(MAX_CREDENTIAL_COUNT_IN_LIST as u64),
             max_credential_id_length: Some(MAX_CREDENTIAL_ID_LENGTH as u64),
             transports: Some(vec!["usb".to_owned()]),
-            algorithms: Some(vec![PublicKeyCredentialParameters { type_: "public-key".to_owned(), alg: -7 }]),
-            max_serialized_large_blob_array: (fido21 && self.options.large_blobs && self.options.resident_keys)
+            algorithms: Some(vec![PublicKeyCredentialParameters {
+                type_: "public-key".to_owned(),
+                alg: -7,
+            }]),
+            max_serialized_large_blob_array: (fido21
+                && self.options.large_blobs
+                && self.options.resident_keys)
                 .then_some(self.options.max_large_blob as u64),
             force_pin_change: fido21.then_some(self.pin.record.force_change),
             min_pin_length: fido21.then_some(u64::from(self.pin.record.min_pin_length)),
             firmware_version: Some(1),
             max_cred_blob_length: fido21.then_some(MAX_CRED_BLOB_LENGTH as u64),
-            max_rp_ids_for_set_min_pin_length: fido21.then_some(MAX_RP_IDS_FOR_MIN_PIN_LENGTH as u64),
+            max_rp_ids_for_set_min_pin_length: fido21
+                .then_some(MAX_RP_IDS_FOR_MIN_PIN_LENGTH as u64),
             preferred_platform_uv_attempts: None,
             uv_modality: None,
             certifications: None,
-            remaining_discoverable_credentials: (fido21 && self.options.resident_keys).then_some(remaining),
+            remaining_discoverable_credentials: (fido21 && self.options.resident_keys)
+                .then_some(remaining),
             vendor_prototype_config_commands: None,
         }
     }
 
     /// The zero-length pinUvAuthParam probe (§6.1.2 step 1, §6.2.2 step 1): after a touch,
     /// PIN_NOT_SET or PIN_INVALID tells the platform whether a PIN exists.
-    fn zero_length_param_probe(&mut self, presence: &mut dyn UserPresence, rp_id: &str) -> StatusCode {
+    fn zero_length_param_probe(
+        &mut self,
+        presence: &mut dyn UserPresence,
+        rp_id: &str,
+    ) -> StatusCode {
         if let Err(status) = presence_status(presence.request(rp_id)) {
             return status;
         }
-        if self.pin.is_set() { StatusCode::CTAP2_ERR_PIN_INVALID } else { StatusCode::CTAP2_ERR_PIN_NOT_SET }
+        if self.pin.is_set() {
+            StatusCode::CTAP2_ERR_PIN_INVALID
+        } else {
+            StatusCode::CTAP2_ERR_PIN_NOT_SET
+        }
     }
 
     /// Verifies a pinUvAuthParam over `message` and the permission (and rpId binding).
@@ -293,7 +338,9 @@ impl SoftKey {
         now: Instant,
     ) -> CtapResult<()> {
         let protocol = self.protocol(protocol)?;
-        self.pin.verify_token_param(protocol.version() as u8, message, param, now).map_err(pin_status)?;
+        self.pin
+            .verify_token_param(protocol.version() as u8, message, param, now)
+            .map_err(pin_status)?;
         self.pin.check_permission(needed, rp_id).map_err(pin_status)
     }
 
@@ -323,7 +370,11 @@ impl SoftKey {
         if req.client_data_hash.len() != 32 {
             return Err(StatusCode::CTAP1_ERR_INVALID_LENGTH);
         }
-        if !req.pub_key_cred_params.iter().any(|p| p.type_ == "public-key" && p.alg == -7) {
+        if !req
+            .pub_key_cred_params
+            .iter()
+            .any(|p| p.type_ == "public-key" && p.alg == -7)
+        {
             return Err(StatusCode::CTAP2_ERR_UNSUPPORTED_ALGORITHM);
         }
         if req.enterprise_attestation.is_some() {
@@ -336,12 +387,19 @@ impl SoftKey {
         if req.option("up") == Some(false) {
             return Err(StatusCode::CTAP2_ERR_INVALID_OPTION);
         }
-        let mut uv = false;
+        let uv;
         if let Some(param) = &req.pin_uv_auth_param {
             if !self.options.client_pin {
                 return Err(StatusCode::CTAP2_ERR_PIN_AUTH_INVALID);
             }
-            self.check_token(req.pin_uv_auth_protocol, param, &req.client_data_hash, permission::MC, Some(&rp_id), now)?;
+            self.check_token(
+                req.pin_uv_auth_protocol,
+                param,
+                &req.client_data_hash,
+                permission::MC,
+                Some(&rp_id),
+                now,
+            )?;
             uv = true;
         } else {
             uv = self.builtin_uv(req.option("uv").unwrap_or(false))?;
@@ -376,17 +434,22 @@ impl SoftKey {
         let ext = req.extensions.clone().unwrap_or_default();
         let cred_protect = match ext.cred_protect {
             None => CredProtect::UvOptional,
-            Some(level) => CredProtect::from_u8(level.0).ok_or(StatusCode::CTAP1_ERR_INVALID_PARAMETER)?,
+            Some(level) => {
+                CredProtect::from_u8(level.0).ok_or(StatusCode::CTAP1_ERR_INVALID_PARAMETER)?
+            }
         };
         let hmac_secret = ext.hmac_secret == Some(true);
         let fido21 = self.fido21();
         let cred_blob = ext.cred_blob.as_ref().filter(|_| fido21);
-        let stored_blob = cred_blob.filter(|b| b.len() <= MAX_CRED_BLOB_LENGTH).cloned();
+        let stored_blob = cred_blob
+            .filter(|b| b.len() <= MAX_CRED_BLOB_LENGTH)
+            .cloned();
         let want_large_blob_key = ext.large_blob_key;
         if want_large_blob_key == Some(false) {
             return Err(StatusCode::CTAP2_ERR_INVALID_OPTION);
         }
-        let large_blob_key = want_large_blob_key == Some(true) && fido21 && self.options.large_blobs;
+        let large_blob_key =
+            want_large_blob_key == Some(true) && fido21 && self.options.large_blobs;
         if large_blob_key && !rk {
             return Err(StatusCode::CTAP2_ERR_INVALID_OPTION);
         }
@@ -396,7 +459,10 @@ impl SoftKey {
         let replaces = |c: &Credential| {
             c.discoverable && c.rp_id == rp_id && c.user.as_ref().is_some_and(|u| u.id == user_id)
         };
-        if rk && !self.state.credentials.iter().any(replaces) && self.resident_count() >= self.options.max_resident {
+        if rk
+            && !self.state.credentials.iter().any(replaces)
+            && self.resident_count() >= self.options.max_resident
+        {
             return Err(StatusCode::CTAP2_ERR_KEY_STORE_FULL);
         }
 
@@ -407,10 +473,16 @@ impl SoftKey {
         let master = self.master();
         let rp_id_hash = keys::sha256(rp_id.as_bytes());
         let cred = if rk {
-            let mut id = keys::random_array::<32>(self.rng.as_mut()).map_err(internal)?.to_vec();
+            let mut id = keys::random_array::<32>(self.rng.as_mut())
+                .map_err(internal)?
+                .to_vec();
             id[0] = STORED_ID_PREFIX;
             let large_blob_key = if large_blob_key {
-                Some(Secret::new(keys::random_array::<32>(self.rng.as_mut()).map_err(internal)?.to_vec()))
+                Some(Secret::new(
+                    keys::random_array::<32>(self.rng.as_mut())
+                        .map_err(internal)?
+                        .to_vec(),
+                ))
             } else {
                 None
             };
@@ -427,9 +499,15 @@ impl SoftKey {
                 private_key: Secret::new(private_key.expose_secret().to_vec()),
                 cred_protect,
                 hmac_secret,
-                cred_random_uv: Secret::new(keys::random_array::<32>(self.rng.as_mut()).map_err(internal)?.to_vec()),
+                cred_random_uv: Secret::new(
+                    keys::random_array::<32>(self.rng.as_mut())
+                        .map_err(internal)?
+                        .to_vec(),
+                ),
                 cred_random_no_uv: Secret::new(
-                    keys::random_array::<32>(self.rng.as_mut()).map_err(internal)?.to_vec(),
+                    keys::random_array::<32>(self.rng.as_mut())
+                        .map_err(internal)?
+                        .to_vec(),
                 ),
                 cred_blob: stored_blob.clone(),
                 large_blob_key,
@@ -437,8 +515,15 @@ impl SoftKey {
                 created: self.next_created(),
             }
         } else {
-            let payload = WrappedPayload { private_key, cred_protect, hmac_secret, cred_blob: stored_blob.clone() };
-            let id = credential::wrap_credential_id(&master, &rp_id_hash, &payload, self.rng.as_mut()).map_err(internal)?;
+            let payload = WrappedPayload {
+                private_key,
+                cred_protect,
+                hmac_secret,
+                cred_blob: stored_blob.clone(),
+            };
+            let id =
+                credential::wrap_credential_id(&master, &rp_id_hash, &payload, self.rng.as_mut())
+                    .map_err(internal)?;
             Credential::from_wrapped(&master, &rp_id, &id, payload)
         };
         if rk {
@@ -457,7 +542,10 @@ impl SoftKey {
         if cred_blob.is_some() {
             outputs.cred_blob = Some(CredBlobOutput::Stored(stored_blob.is_some()));
         }
-        if ext.min_pin_length == Some(true) && fido21 && self.pin.record.min_pin_length_rp_ids.contains(&rp_id) {
+        if ext.min_pin_length == Some(true)
+            && fido21
+            && self.pin.record.min_pin_length_rp_ids.contains(&rp_id)
+        {
             outputs.min_pin_length = Some(u64::from(self.pin.record.min_pin_length));
         }
         let mut flags = AuthenticatorDataFlags::UP;
@@ -481,10 +569,18 @@ impl SoftKey {
             AttestationKind::None => AttestationStatement::None,
             AttestationKind::SelfAttestation => {
                 let key = cred.signing_key().map_err(internal)?;
-                AttestationStatement::Packed { alg: -7, sig: self.sign(&key, &signed), x5c: None }
+                AttestationStatement::Packed {
+                    alg: -7,
+                    sig: self.sign(&key, &signed),
+                    x5c: None,
+                }
             }
             AttestationKind::Packed => {
-                let key = self.state.attestation.batch_signing_key().map_err(internal)?;
+                let key = self
+                    .state
+                    .attestation
+                    .batch_signing_key()
+                    .map_err(internal)?;
                 AttestationStatement::Packed {
                     alg: -7,
                     sig: self.sign(&key, &signed),
@@ -496,12 +592,18 @@ impl SoftKey {
         if req.pin_uv_auth_param.is_some() {
             self.pin.consume_after_use();
         }
-        self.last = LastOperation { user_present: true, user_verified: uv };
+        self.last = LastOperation {
+            user_present: true,
+            user_verified: uv,
+        };
         Ok(make_credential::Response {
             auth_data,
             att_stmt,
             ep_att: None,
-            large_blob_key: cred.large_blob_key.as_ref().map(|k| k.expose_secret().clone()),
+            large_blob_key: cred
+                .large_blob_key
+                .as_ref()
+                .map(|k| k.expose_secret().clone()),
         })
     }
 
@@ -523,12 +625,19 @@ impl SoftKey {
             return Err(StatusCode::CTAP2_ERR_UNSUPPORTED_OPTION);
         }
         let up = req.option("up").unwrap_or(true);
-        let mut uv = false;
+        let uv;
         if let Some(param) = &req.pin_uv_auth_param {
             if !self.options.client_pin {
                 return Err(StatusCode::CTAP2_ERR_PIN_AUTH_INVALID);
             }
-            self.check_token(req.pin_uv_auth_protocol, param, &req.client_data_hash, permission::GA, Some(&rp_id), now)?;
+            self.check_token(
+                req.pin_uv_auth_protocol,
+                param,
+                &req.client_data_hash,
+                permission::GA,
+                Some(&rp_id),
+                now,
+            )?;
             uv = true;
         } else {
             uv = self.builtin_uv(req.option("uv").unwrap_or(false))?;
@@ -555,10 +664,12 @@ impl SoftKey {
                     .state
                     .credentials
                     .iter()
-                    .filter(|c| c.discoverable && c.rp_id == rp_id && c.cred_protect.allows(uv, false))
+                    .filter(|c| {
+                        c.discoverable && c.rp_id == rp_id && c.cred_protect.allows(uv, false)
+                    })
                     .cloned()
                     .collect();
-                list.sort_by(|a, b| b.created.cmp(&a.created));
+                list.sort_by_key(|c| std::cmp::Reverse(c.created));
                 list
             }
         };
@@ -571,11 +682,23 @@ impl SoftKey {
         }
         let total = found.len();
         let first = found.remove(0);
-        let response = self.assertion_for(&first, &rp_id, &req.client_data_hash, up, uv, req.extensions.as_ref())?;
-        if req.pin_uv_auth_param.is_some() {
+        let response = self.assertion_for(
+            &first,
+            &rp_id,
+            &req.client_data_hash,
+            up,
+            uv,
+            req.extensions.as_ref(),
+        )?;
+        if req.pin_uv_auth_param.is_some() && up {
+            // Only a presence-checked use consumes the token (§6.2.2 step 7); a silent
+            // pre-flight (up = false) leaves it usable.
             self.pin.consume_after_use();
         }
-        self.last = LastOperation { user_present: up, user_verified: uv };
+        self.last = LastOperation {
+            user_present: up,
+            user_verified: uv,
+        };
         if allow_list.is_none() && !found.is_empty() {
             self.session.next_assertion = Some(NextAssertions {
                 rp_id,
@@ -598,7 +721,9 @@ impl SoftKey {
         let Some(mut state) = self.session.next_assertion.take() else {
             return Err(StatusCode::CTAP2_ERR_NOT_ALLOWED);
         };
-        if now.saturating_duration_since(state.started) > NEXT_ASSERTION_TIMEOUT || state.remaining.is_empty() {
+        if now.saturating_duration_since(state.started) > NEXT_ASSERTION_TIMEOUT
+            || state.remaining.is_empty()
+        {
             return Err(StatusCode::CTAP2_ERR_NOT_ALLOWED);
         }
         let cred = state.remaining.remove(0);
@@ -631,33 +756,50 @@ impl SoftKey {
         let mut large_blob_key = None;
         if let Some(ext) = extensions {
             if let Some(input) = &ext.hmac_secret {
-                let protocol = self.protocol(Some(u64::from(input.pin_uv_auth_protocol.unwrap_or(1))))?;
+                let protocol =
+                    self.protocol(Some(u64::from(input.pin_uv_auth_protocol.unwrap_or(1))))?;
                 let shared = self.shared_secret(protocol, &input.key_agreement)?;
                 if !shared.verify(&input.salt_enc, &input.salt_auth) {
                     return Err(StatusCode::CTAP2_ERR_PIN_AUTH_INVALID);
                 }
-                let salts = shared.decrypt(&input.salt_enc).map_err(|_| StatusCode::CTAP1_ERR_INVALID_LENGTH)?;
+                let salts = shared
+                    .decrypt(&input.salt_enc)
+                    .map_err(|_| StatusCode::CTAP1_ERR_INVALID_LENGTH)?;
                 let salts = salts.expose_secret();
                 if salts.len() != 32 && salts.len() != 64 {
                     return Err(StatusCode::CTAP1_ERR_INVALID_LENGTH);
                 }
                 if cred.hmac_secret {
-                    let cred_random = if uv { &cred.cred_random_uv } else { &cred.cred_random_no_uv };
+                    let cred_random = if uv {
+                        &cred.cred_random_uv
+                    } else {
+                        &cred.cred_random_no_uv
+                    };
                     let mut out = Secret::new(Vec::with_capacity(64));
                     for salt in salts.chunks(32) {
                         out.expose_secret_mut()
-                            .extend_from_slice(&keys::hmac_sha256(cred_random.expose_secret(), &[salt]));
+                            .extend_from_slice(&keys::hmac_sha256(
+                                cred_random.expose_secret(),
+                                &[salt],
+                            ));
                     }
                     let mut fill = rng_fn(self.rng.as_mut());
-                    let encrypted = shared.encrypt(out.expose_secret(), &mut fill).map_err(internal)?;
+                    let encrypted = shared
+                        .encrypt(out.expose_secret(), &mut fill)
+                        .map_err(internal)?;
                     outputs.hmac_secret = Some(HmacSecretOutput::Output(encrypted));
                 }
             }
             if ext.cred_blob == Some(true) && self.fido21() {
-                outputs.cred_blob = Some(CredBlobOutput::Blob(cred.cred_blob.clone().unwrap_or_default()));
+                outputs.cred_blob = Some(CredBlobOutput::Blob(
+                    cred.cred_blob.clone().unwrap_or_default(),
+                ));
             }
             if ext.large_blob_key == Some(true) {
-                large_blob_key = cred.large_blob_key.as_ref().map(|k| k.expose_secret().clone());
+                large_blob_key = cred
+                    .large_blob_key
+                    .as_ref()
+                    .map(|k| k.expose_secret().clone());
             }
         }
         let sign_count = self.bump_counter(cred);
@@ -683,16 +825,29 @@ impl SoftKey {
             credential: Some(descriptor(&cred.id)),
             auth_data,
             signature,
-            user: cred.user.as_ref().filter(|_| cred.discoverable).map(|u| user_entity(u, uv)),
+            user: cred
+                .user
+                .as_ref()
+                .filter(|_| cred.discoverable)
+                .map(|u| user_entity(u, uv)),
             number_of_credentials: None,
             user_selected: None,
             large_blob_key,
         })
     }
 
-    fn shared_secret(&mut self, protocol: PinProtocol, platform_key: &CoseKey) -> CtapResult<SharedSecret> {
-        let key = self.session.key_agreement.as_ref().ok_or(StatusCode::CTAP1_ERR_OTHER)?;
-        key.decapsulate(protocol, platform_key).map_err(|_| StatusCode::CTAP1_ERR_INVALID_PARAMETER)
+    fn shared_secret(
+        &mut self,
+        protocol: PinProtocol,
+        platform_key: &CoseKey,
+    ) -> CtapResult<SharedSecret> {
+        let key = self
+            .session
+            .key_agreement
+            .as_ref()
+            .ok_or(StatusCode::CTAP1_ERR_OTHER)?;
+        key.decapsulate(protocol, platform_key)
+            .map_err(|_| StatusCode::CTAP1_ERR_INVALID_PARAMETER)
     }
 
     fn regenerate_key_agreement(&mut self) {
@@ -701,7 +856,11 @@ impl SoftKey {
     }
 
     /// Decrypts pinHashEnc and runs the retry rules; persists the retry counter either way.
-    fn verify_pin_hash_enc(&mut self, shared: &SharedSecret, pin_hash_enc: &[u8]) -> CtapResult<()> {
+    fn verify_pin_hash_enc(
+        &mut self,
+        shared: &SharedSecret,
+        pin_hash_enc: &[u8],
+    ) -> CtapResult<()> {
         self.pin.precheck().map_err(pin_status)?;
         let expected_len = match shared.protocol() {
             PinProtocol::One => 16,
@@ -710,11 +869,16 @@ impl SoftKey {
         if pin_hash_enc.len() != expected_len {
             return Err(StatusCode::CTAP1_ERR_INVALID_PARAMETER);
         }
-        let candidate = shared.decrypt(pin_hash_enc).map_err(|_| StatusCode::CTAP1_ERR_INVALID_PARAMETER)?;
+        let candidate = shared
+            .decrypt(pin_hash_enc)
+            .map_err(|_| StatusCode::CTAP1_ERR_INVALID_PARAMETER)?;
         let result = self.pin.verify_pin_hash(candidate.expose_secret());
         self.persist().map_err(internal)?;
         if let Err(failure) = result {
-            if failure == PinFailure::Invalid || failure == PinFailure::AuthBlocked || failure == PinFailure::Blocked {
+            if failure == PinFailure::Invalid
+                || failure == PinFailure::AuthBlocked
+                || failure == PinFailure::Blocked
+            {
                 self.regenerate_key_agreement();
             }
             return Err(pin_status(failure));
@@ -722,7 +886,11 @@ impl SoftKey {
         Ok(())
     }
 
-    fn decrypt_new_pin(&self, shared: &SharedSecret, new_pin_enc: &[u8]) -> CtapResult<Secret<Vec<u8>>> {
+    fn decrypt_new_pin(
+        &self,
+        shared: &SharedSecret,
+        new_pin_enc: &[u8],
+    ) -> CtapResult<Secret<Vec<u8>>> {
         let expected_len = match shared.protocol() {
             PinProtocol::One => 64,
             PinProtocol::Two => 80,
@@ -730,11 +898,17 @@ impl SoftKey {
         if new_pin_enc.len() != expected_len {
             return Err(StatusCode::CTAP1_ERR_INVALID_PARAMETER);
         }
-        shared.decrypt(new_pin_enc).map_err(|_| StatusCode::CTAP1_ERR_INVALID_PARAMETER)
+        shared
+            .decrypt(new_pin_enc)
+            .map_err(|_| StatusCode::CTAP1_ERR_INVALID_PARAMETER)
     }
 
     /// authenticatorClientPIN (§6.5.5).
-    fn client_pin(&mut self, req: client_pin::Request, now: Instant) -> CtapResult<client_pin::Response> {
+    fn client_pin(
+        &mut self,
+        req: client_pin::Request,
+        now: Instant,
+    ) -> CtapResult<client_pin::Response> {
         if !self.options.client_pin {
             return Err(StatusCode::CTAP1_ERR_INVALID_COMMAND);
         }
@@ -755,7 +929,10 @@ impl SoftKey {
         }
         if sub == client_pin::SubCommand::GET_UV_RETRIES {
             return match self.controls.builtin_uv {
-                Some(_) if self.fido21() => Ok(client_pin::Response { uv_retries: Some(8), ..empty }),
+                Some(_) if self.fido21() => Ok(client_pin::Response {
+                    uv_retries: Some(8),
+                    ..empty
+                }),
                 _ => Err(StatusCode::CTAP2_ERR_INVALID_SUBCOMMAND),
             };
         }
@@ -763,11 +940,19 @@ impl SoftKey {
         let missing = StatusCode::CTAP2_ERR_MISSING_PARAMETER;
         match sub {
             client_pin::SubCommand::GET_KEY_AGREEMENT => {
-                let key = self.session.key_agreement.as_ref().ok_or(StatusCode::CTAP1_ERR_OTHER)?;
-                Ok(client_pin::Response { key_agreement: Some(key.public_key()), ..empty })
+                let key = self
+                    .session
+                    .key_agreement
+                    .as_ref()
+                    .ok_or(StatusCode::CTAP1_ERR_OTHER)?;
+                Ok(client_pin::Response {
+                    key_agreement: Some(key.public_key()),
+                    ..empty
+                })
             }
             client_pin::SubCommand::SET_PIN => {
-                let (Some(ka), Some(new_pin_enc), Some(param)) = (&req.key_agreement, &req.new_pin_enc, &req.pin_uv_auth_param)
+                let (Some(ka), Some(new_pin_enc), Some(param)) =
+                    (&req.key_agreement, &req.new_pin_enc, &req.pin_uv_auth_param)
                 else {
                     return Err(missing);
                 };
@@ -779,14 +964,19 @@ impl SoftKey {
                     return Err(StatusCode::CTAP2_ERR_PIN_AUTH_INVALID);
                 }
                 let padded = self.decrypt_new_pin(&shared, new_pin_enc)?;
-                self.pin.set_pin(padded.expose_secret()).map_err(pin_status)?;
+                self.pin
+                    .set_pin(padded.expose_secret())
+                    .map_err(pin_status)?;
                 self.persist().map_err(internal)?;
                 Ok(empty)
             }
             client_pin::SubCommand::CHANGE_PIN => {
-                let (Some(ka), Some(new_pin_enc), Some(pin_hash_enc), Some(param)) =
-                    (&req.key_agreement, &req.new_pin_enc, &req.pin_hash_enc, &req.pin_uv_auth_param)
-                else {
+                let (Some(ka), Some(new_pin_enc), Some(pin_hash_enc), Some(param)) = (
+                    &req.key_agreement,
+                    &req.new_pin_enc,
+                    &req.pin_hash_enc,
+                    &req.pin_uv_auth_param,
+                ) else {
                     return Err(missing);
                 };
                 self.pin.precheck().map_err(pin_status)?;
@@ -796,7 +986,9 @@ impl SoftKey {
                 }
                 self.verify_pin_hash_enc(&shared, pin_hash_enc)?;
                 let padded = self.decrypt_new_pin(&shared, new_pin_enc)?;
-                self.pin.change_pin(padded.expose_secret()).map_err(pin_status)?;
+                self.pin
+                    .change_pin(padded.expose_secret())
+                    .map_err(pin_status)?;
                 self.persist().map_err(internal)?;
                 Ok(empty)
             }
@@ -816,8 +1008,16 @@ impl SoftKey {
                         return Err(StatusCode::CTAP1_ERR_INVALID_PARAMETER);
                     }
                     let unsupported = permission::BE
-                        | if self.options.large_blobs { 0 } else { permission::LBW }
-                        | if self.options.resident_keys { 0 } else { permission::CM };
+                        | if self.options.large_blobs {
+                            0
+                        } else {
+                            permission::LBW
+                        }
+                        | if self.options.resident_keys {
+                            0
+                        } else {
+                            permission::CM
+                        };
                     if p & unsupported != 0 {
                         return Err(StatusCode::CTAP2_ERR_UNAUTHORIZED_PERMISSION);
                     }
@@ -841,11 +1041,22 @@ impl SoftKey {
                 }
                 let token = self
                     .pin
-                    .issue_token(self.rng.as_mut(), protocol.version() as u8, permissions, req.rp_id.clone(), now)
+                    .issue_token(
+                        self.rng.as_mut(),
+                        protocol.version() as u8,
+                        permissions,
+                        req.rp_id.clone(),
+                        now,
+                    )
                     .map_err(pin_status)?;
                 let mut fill = rng_fn(self.rng.as_mut());
-                let encrypted = shared.encrypt(token.expose_secret(), &mut fill).map_err(internal)?;
-                Ok(client_pin::Response { pin_uv_auth_token: Some(encrypted), ..empty })
+                let encrypted = shared
+                    .encrypt(token.expose_secret(), &mut fill)
+                    .map_err(internal)?;
+                Ok(client_pin::Response {
+                    pin_uv_auth_token: Some(encrypted),
+                    ..empty
+                })
             }
             _ => Err(StatusCode::CTAP2_ERR_INVALID_SUBCOMMAND),
         }
@@ -861,7 +1072,11 @@ impl SoftKey {
     }
 
     /// authenticatorCredentialManagement (§6.8), also as prototype 0x41.
-    fn credential_management(&mut self, req: cm::Request, now: Instant) -> CtapResult<cm::Response> {
+    fn credential_management(
+        &mut self,
+        req: cm::Request,
+        now: Instant,
+    ) -> CtapResult<cm::Response> {
         if !self.options.resident_keys || !self.options.client_pin {
             return Err(StatusCode::CTAP1_ERR_INVALID_COMMAND);
         }
@@ -874,7 +1089,14 @@ impl SoftKey {
             let (Some(param), Some(_)) = (&req.pin_uv_auth_param, req.pin_uv_auth_protocol) else {
                 return Err(StatusCode::CTAP2_ERR_PUAT_REQUIRED);
             };
-            self.check_token(req.pin_uv_auth_protocol, param, &req.auth_message(), permission::CM, None, now)?;
+            self.check_token(
+                req.pin_uv_auth_protocol,
+                param,
+                &req.auth_message(),
+                permission::CM,
+                None,
+                now,
+            )?;
         }
         let params = req.sub_command_params.clone().unwrap_or_default();
         let empty = cm::Response::default();
@@ -899,7 +1121,12 @@ impl SoftKey {
                     return Err(StatusCode::CTAP2_ERR_PIN_AUTH_INVALID);
                 }
                 let mut rps: Vec<(String, Option<String>)> = Vec::new();
-                let mut creds: Vec<&Credential> = self.state.credentials.iter().filter(|c| c.discoverable).collect();
+                let mut creds: Vec<&Credential> = self
+                    .state
+                    .credentials
+                    .iter()
+                    .filter(|c| c.discoverable)
+                    .collect();
                 creds.sort_by_key(|c| c.created);
                 for c in creds {
                     if !rps.iter().any(|(id, _)| *id == c.rp_id) {
@@ -912,10 +1139,17 @@ impl SoftKey {
                 let total = rps.len();
                 let first = rps.remove(0);
                 self.session.rp_enumeration = Some(rps);
-                Ok(cm::Response { total_rps: Some(total as u64), ..rp_response(first) })
+                Ok(cm::Response {
+                    total_rps: Some(total as u64),
+                    ..rp_response(first)
+                })
             }
             cm::SubCommand::ENUMERATE_RPS_GET_NEXT_RP => {
-                let list = self.session.rp_enumeration.as_mut().ok_or(StatusCode::CTAP2_ERR_NOT_ALLOWED)?;
+                let list = self
+                    .session
+                    .rp_enumeration
+                    .as_mut()
+                    .ok_or(StatusCode::CTAP2_ERR_NOT_ALLOWED)?;
                 if list.is_empty() {
                     self.session.rp_enumeration = None;
                     return Err(StatusCode::CTAP2_ERR_NOT_ALLOWED);
@@ -923,7 +1157,9 @@ impl SoftKey {
                 Ok(rp_response(list.remove(0)))
             }
             cm::SubCommand::ENUMERATE_CREDENTIALS_BEGIN => {
-                let hash = params.rp_id_hash.ok_or(StatusCode::CTAP2_ERR_MISSING_PARAMETER)?;
+                let hash = params
+                    .rp_id_hash
+                    .ok_or(StatusCode::CTAP2_ERR_MISSING_PARAMETER)?;
                 let mut creds: Vec<Credential> = self
                     .state
                     .credentials
@@ -941,10 +1177,17 @@ impl SoftKey {
                 let total = creds.len();
                 let first = creds.remove(0);
                 self.session.cred_enumeration = Some(creds);
-                Ok(cm::Response { total_credentials: Some(total as u64), ..cred_response(&first)? })
+                Ok(cm::Response {
+                    total_credentials: Some(total as u64),
+                    ..cred_response(&first)?
+                })
             }
             cm::SubCommand::ENUMERATE_CREDENTIALS_GET_NEXT_CREDENTIAL => {
-                let list = self.session.cred_enumeration.as_mut().ok_or(StatusCode::CTAP2_ERR_NOT_ALLOWED)?;
+                let list = self
+                    .session
+                    .cred_enumeration
+                    .as_mut()
+                    .ok_or(StatusCode::CTAP2_ERR_NOT_ALLOWED)?;
                 if list.is_empty() {
                     self.session.cred_enumeration = None;
                     return Err(StatusCode::CTAP2_ERR_NOT_ALLOWED);
@@ -953,7 +1196,10 @@ impl SoftKey {
                 cred_response(&cred)
             }
             cm::SubCommand::DELETE_CREDENTIAL => {
-                let id = params.credential_id.ok_or(StatusCode::CTAP2_ERR_MISSING_PARAMETER)?.id;
+                let id = params
+                    .credential_id
+                    .ok_or(StatusCode::CTAP2_ERR_MISSING_PARAMETER)?
+                    .id;
                 let cred = self
                     .state
                     .credentials
@@ -968,7 +1214,10 @@ impl SoftKey {
                 Ok(empty)
             }
             cm::SubCommand::UPDATE_USER_INFORMATION => {
-                let id = params.credential_id.ok_or(StatusCode::CTAP2_ERR_MISSING_PARAMETER)?.id;
+                let id = params
+                    .credential_id
+                    .ok_or(StatusCode::CTAP2_ERR_MISSING_PARAMETER)?
+                    .id;
                 let user = params.user.ok_or(StatusCode::CTAP2_ERR_MISSING_PARAMETER)?;
                 let cred = self
                     .state
@@ -982,7 +1231,11 @@ impl SoftKey {
                 if cred.user.as_ref().is_none_or(|u| u.id != user.id) {
                     return Err(StatusCode::CTAP1_ERR_INVALID_PARAMETER);
                 }
-                cred.user = Some(UserInfo { id: user.id, name: user.name, display_name: user.display_name });
+                cred.user = Some(UserInfo {
+                    id: user.id,
+                    name: user.name,
+                    display_name: user.display_name,
+                });
                 self.persist().map_err(internal)?;
                 Ok(empty)
             }
@@ -996,7 +1249,14 @@ impl SoftKey {
             let (Some(param), Some(_)) = (&req.pin_uv_auth_param, req.pin_uv_auth_protocol) else {
                 return Err(StatusCode::CTAP2_ERR_PUAT_REQUIRED);
             };
-            self.check_token(req.pin_uv_auth_protocol, param, &req.auth_message(), permission::ACFG, None, now)?;
+            self.check_token(
+                req.pin_uv_auth_protocol,
+                param,
+                &req.auth_message(),
+                permission::ACFG,
+                None,
+                now,
+            )?;
         }
         match req.sub_command {
             config::SubCommand::TOGGLE_ALWAYS_UV => {
@@ -1005,7 +1265,9 @@ impl SoftKey {
             config::SubCommand::SET_MIN_PIN_LENGTH => {
                 let params = match req.sub_command_params {
                     Some(config::SubCommandParams::SetMinPinLength(p)) => p,
-                    Some(config::SubCommandParams::Other(_)) => return Err(StatusCode::CTAP1_ERR_INVALID_PARAMETER),
+                    Some(config::SubCommandParams::Other(_)) => {
+                        return Err(StatusCode::CTAP1_ERR_INVALID_PARAMETER);
+                    }
                     None => config::SetMinPinLengthParams::default(),
                 };
                 if let Some(len) = params.new_min_pin_length {
@@ -1037,9 +1299,14 @@ impl SoftKey {
     }
 
     /// authenticatorLargeBlobs (§6.10).
-    fn large_blobs(&mut self, req: large_blobs::Request, now: Instant) -> CtapResult<large_blobs::Response> {
+    fn large_blobs(
+        &mut self,
+        req: large_blobs::Request,
+        now: Instant,
+    ) -> CtapResult<large_blobs::Response> {
         let max_fragment = MAX_MSG_SIZE - 64;
-        let offset = usize::try_from(req.offset).map_err(|_| StatusCode::CTAP1_ERR_INVALID_PARAMETER)?;
+        let offset =
+            usize::try_from(req.offset).map_err(|_| StatusCode::CTAP1_ERR_INVALID_PARAMETER)?;
         match (req.get, &req.set) {
             (Some(get), None) => {
                 if req.length.is_some() {
@@ -1054,7 +1321,9 @@ impl SoftKey {
                     return Err(StatusCode::CTAP1_ERR_INVALID_PARAMETER);
                 }
                 let end = (offset + get).min(stored.len());
-                Ok(large_blobs::Response { config: Some(stored[offset..end].to_vec()) })
+                Ok(large_blobs::Response {
+                    config: Some(stored[offset..end].to_vec()),
+                })
             }
             (None, Some(set)) => {
                 if set.len() > max_fragment {
@@ -1062,14 +1331,18 @@ impl SoftKey {
                 }
                 if offset == 0 {
                     let length = req.length.ok_or(StatusCode::CTAP1_ERR_INVALID_PARAMETER)?;
-                    let length = usize::try_from(length).map_err(|_| StatusCode::CTAP2_ERR_LARGE_BLOB_STORAGE_FULL)?;
+                    let length = usize::try_from(length)
+                        .map_err(|_| StatusCode::CTAP2_ERR_LARGE_BLOB_STORAGE_FULL)?;
                     if length > self.options.max_large_blob {
                         return Err(StatusCode::CTAP2_ERR_LARGE_BLOB_STORAGE_FULL);
                     }
                     if length < 17 {
                         return Err(StatusCode::CTAP1_ERR_INVALID_PARAMETER);
                     }
-                    self.session.large_blob_write = Some(LargeBlobWrite { expected_length: length, data: Vec::new() });
+                    self.session.large_blob_write = Some(LargeBlobWrite {
+                        expected_length: length,
+                        data: Vec::new(),
+                    });
                 } else if req.length.is_some() {
                     return Err(StatusCode::CTAP1_ERR_INVALID_PARAMETER);
                 }
@@ -1078,13 +1351,25 @@ impl SoftKey {
                     return Err(StatusCode::CTAP1_ERR_INVALID_SEQ);
                 }
                 if self.pin.is_set() || self.state.always_uv {
-                    let (Some(param), Some(_)) = (&req.pin_uv_auth_param, req.pin_uv_auth_protocol) else {
+                    let (Some(param), Some(_)) = (&req.pin_uv_auth_param, req.pin_uv_auth_protocol)
+                    else {
                         return Err(StatusCode::CTAP2_ERR_PUAT_REQUIRED);
                     };
                     let message = large_blobs::Request::set_auth_message(offset as u32, set);
-                    self.check_token(req.pin_uv_auth_protocol, param, &message, permission::LBW, None, now)?;
+                    self.check_token(
+                        req.pin_uv_auth_protocol,
+                        param,
+                        &message,
+                        permission::LBW,
+                        None,
+                        now,
+                    )?;
                 }
-                let write = self.session.large_blob_write.as_mut().ok_or(StatusCode::CTAP1_ERR_INVALID_SEQ)?;
+                let write = self
+                    .session
+                    .large_blob_write
+                    .as_mut()
+                    .ok_or(StatusCode::CTAP1_ERR_INVALID_SEQ)?;
                 if offset + set.len() > write.expected_length {
                     return Err(StatusCode::CTAP1_ERR_INVALID_PARAMETER);
                 }
@@ -1108,7 +1393,11 @@ impl SoftKey {
 
 fn rp_response((id, name): (String, Option<String>)) -> cm::Response {
     let rp_id_hash = keys::sha256(id.as_bytes());
-    cm::Response { rp: Some(PublicKeyCredentialRpEntity { id, name }), rp_id_hash: Some(rp_id_hash), ..Default::default() }
+    cm::Response {
+        rp: Some(PublicKeyCredentialRpEntity { id, name }),
+        rp_id_hash: Some(rp_id_hash),
+        ..Default::default()
+    }
 }
 
 fn cred_response(cred: &Credential) -> CtapResult<cm::Response> {
@@ -1116,8 +1405,13 @@ fn cred_response(cred: &Credential) -> CtapResult<cm::Response> {
         user: cred.user.as_ref().map(|u| user_entity(u, true)),
         credential_id: Some(descriptor(&cred.id)),
         public_key: Some(cose_public_key(cred)?),
-        cred_protect: Some(crate::ctap2::extensions::CredProtect(cred.cred_protect as u8)),
-        large_blob_key: cred.large_blob_key.as_ref().map(|k| k.expose_secret().clone()),
+        cred_protect: Some(crate::ctap2::extensions::CredProtect(
+            cred.cred_protect as u8,
+        )),
+        large_blob_key: cred
+            .large_blob_key
+            .as_ref()
+            .map(|k| k.expose_secret().clone()),
         ..Default::default()
     })
 }

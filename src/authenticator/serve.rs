@@ -27,7 +27,13 @@ pub fn device_config(options: &SoftKeyOptions) -> DeviceConfig {
         CtapVersion::U2fOnly => Capabilities::WINK,
         CtapVersion::Fido20 | CtapVersion::Fido21 => Capabilities::CBOR.union(Capabilities::WINK),
     };
-    DeviceConfig { capabilities, major: 0, minor: 1, build: 0, ..DeviceConfig::default() }
+    DeviceConfig {
+        capabilities,
+        major: 0,
+        minor: 1,
+        build: 0,
+        ..DeviceConfig::default()
+    }
 }
 
 struct Pending {
@@ -57,8 +63,14 @@ async fn send_all(pipe: &mut impl ReportPipe, reports: &[Report]) -> Result<(), 
 
 /// Serves `key` on `pipe` (the device end) until `shutdown` is cancelled or the host closes
 /// the pipe (both are a normal end: `Ok`).
-pub async fn serve(mut pipe: impl ReportPipe, key: SharedSoftKey, shutdown: CancellationToken) -> Result<(), AuthnError> {
-    let config = key.with(|k| device_config(k.options())).ok_or_else(|| AuthnError::BadState("key lock poisoned".into()))?;
+pub async fn serve(
+    mut pipe: impl ReportPipe,
+    key: SharedSoftKey,
+    shutdown: CancellationToken,
+) -> Result<(), AuthnError> {
+    let config = key
+        .with(|k| device_config(k.options()))
+        .ok_or_else(|| AuthnError::BadState("key lock poisoned".into()))?;
     let mut framing = DeviceFraming::new(config);
     let presence = key.presence().for_connection();
     let mut pending: Option<Pending> = None;

@@ -13,10 +13,17 @@ use keygate::secret::Secret;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-/// Options of `keygatectl virtual serve`.
+/// Options of `keygatectl virtual serve` (boxed: they are large next to other subcommands).
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    inner: Box<ServeOptions>,
+}
+
+/// The options themselves.
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("transport").required(true).args(["socket", "uhid"])))]
-pub struct ServeArgs {
+pub struct ServeOptions {
     /// Path of the SOCK_SEQPACKET socket to listen on (removed again at exit).
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -68,7 +75,7 @@ pub struct ServeArgs {
     state_key: Option<PathBuf>,
 }
 
-impl ServeArgs {
+impl ServeOptions {
     fn options(&self) -> anyhow::Result<SoftKeyOptions> {
         let mut options = SoftKeyOptions {
             ctap: self.ctap.parse::<CtapVersion>()?,
@@ -78,7 +85,11 @@ impl ServeArgs {
             attestation: self.attestation.parse::<AttestationKind>()?,
             max_resident: self.max_resident,
             always_uv: self.always_uv,
-            counter: if self.counter == "per-credential" { CounterMode::PerCredential } else { CounterMode::Global },
+            counter: if self.counter == "per-credential" {
+                CounterMode::PerCredential
+            } else {
+                CounterMode::Global
+            },
             min_pin_length: self.min_pin_length,
             ..SoftKeyOptions::default()
         };
@@ -92,7 +103,9 @@ impl ServeArgs {
     fn policy(&self) -> PresencePolicy {
         match self.presence.as_str() {
             "deny" => PresencePolicy::Deny,
-            "wait" => PresencePolicy::WaitForApproval { timeout: Duration::from_secs(self.presence_timeout) },
+            "wait" => PresencePolicy::WaitForApproval {
+                timeout: Duration::from_secs(self.presence_timeout),
+            },
             _ => PresencePolicy::AutoApprove,
         }
     }
@@ -110,7 +123,8 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<Secret<[u8; 32]>> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut key = Secret::new([0u8; 32]);
-            getrandom::fill(key.expose_secret_mut()).map_err(|_| anyhow::anyhow!("random source failed"))?;
+            getrandom::fill(key.expose_secret_mut())
+                .map_err(|_| anyhow::anyhow!("random source failed"))?;
             authenticator::atomic_write(path, key.expose_secret())
                 .with_context(|| format!("writing {}", path.display()))?;
             Ok(key)
@@ -119,7 +133,7 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<Secret<[u8; 32]>> {
     }
 }
 
-fn status_json(args: &ServeArgs, key: &SoftKey, pid: u32) -> serde_json::Value {
+fn status_json(args: &ServeOptions, key: &SoftKey, pid: u32) -> serde_json::Value {
     let options = key.options();
     serde_json::json!({
         "status": "ready",
@@ -147,10 +161,10 @@ pub fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(serve_main(args, json))
+    runtime.block_on(serve_main(*args.inner, json))
 }
 
-async fn serve_main(args: ServeArgs, json: bool) -> anyhow::Result<()> {
+async fn serve_main(args: ServeOptions, json: bool) -> anyhow::Result<()> {
     let options = args.options()?;
     let vault: Box<dyn CredentialVault> = match &args.state {
         Some(state) => {
@@ -163,8 +177,13 @@ async fn serve_main(args: ServeArgs, json: bool) -> anyhow::Result<()> {
         }
         None => Box::new(MemoryVault::new()),
     };
-    let key = SoftKey::with_vault(options, vault, Box::new(authenticator::keys::OsRandom), std::time::Instant::now())
-        .context("creating the software key")?;
+    let key = SoftKey::with_vault(
+        options,
+        vault,
+        Box::new(authenticator::keys::OsRandom),
+        std::time::Instant::now(),
+    )
+    .context("creating the software key")?;
     let shared = SharedSoftKey::new(key, args.policy());
     let shutdown = CancellationToken::new();
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
@@ -173,11 +192,19 @@ async fn serve_main(args: ServeArgs, json: bool) -> anyhow::Result<()> {
 
     let mut tasks = tokio::task::JoinSet::new();
     let listener = if let Some(path) = &args.socket {
-        Some(keygate::hid::socket::SeqpacketListener::bind(path).with_context(|| format!("binding {}", path.display()))?)
+        Some(
+            keygate::hid::socket::SeqpacketListener::bind(path)
+                .with_context(|| format!("binding {}", path.display()))?,
+        )
     } else {
-        let device = keygate::hid::uhid::UhidDevice::create(keygate::hid::uhid::UhidConfig::default())
-            .context("creating the uhid device (needs write access to /dev/uhid)")?;
-        tasks.spawn(authenticator::serve(device, shared.clone(), shutdown.child_token()));
+        let device =
+            keygate::hid::uhid::UhidDevice::create(keygate::hid::uhid::UhidConfig::default())
+                .context("creating the uhid device (needs write access to /dev/uhid)")?;
+        tasks.spawn(authenticator::serve(
+            device,
+            shared.clone(),
+            shutdown.child_token(),
+        ));
         None
     };
 
@@ -189,7 +216,9 @@ async fn serve_main(args: ServeArgs, json: bool) -> anyhow::Result<()> {
     } else {
         println!(
             "keygate virtual key ready on {} (aaguid {}, ctap {}, attestation {}, presence {})",
-            args.socket.as_ref().map_or_else(|| "uhid".to_owned(), |p| p.display().to_string()),
+            args.socket
+                .as_ref()
+                .map_or_else(|| "uhid".to_owned(), |p| p.display().to_string()),
             status["aaguid"].as_str().unwrap_or_default(),
             args.ctap,
             args.attestation,
