@@ -513,8 +513,7 @@ fn cbor_matches_python_fido2() {
             )
         })
         .collect();
-    let mut expected: Vec<(&str, Option<Vec<u8>>)> = Vec::new();
-    expected.push(("get_info", Some(vec![0x04])));
+    let mut expected: Vec<(&str, Option<Vec<u8>>)> = vec![("get_info", Some(vec![0x04]))];
     expected.push((
         "make_credential",
         Some(
