@@ -876,3 +876,153 @@ async fn init_channel<P: ReportPipe>(
     }
     Err(DeviceError::Timeout)
 }
+
+// ---- Several keys at once -----------------------------------------------------------------
+
+/// The outcome of a race between several devices.
+#[derive(Debug)]
+pub struct RaceOutcome<T> {
+    /// The device the user touched first (its reply was a success or a touch status, see
+    /// [`is_touch_status`]); `None` if no device got that far.
+    pub winner: Option<usize>,
+    /// Every device's result, in device order. The losers normally end with
+    /// [`DeviceError::Cancelled`].
+    pub results: Vec<Result<T, DeviceError>>,
+}
+
+/// Whether a raw CTAP2 reply (status byte + CBOR) shows the user touched the device.
+fn touched(reply: &Result<Vec<u8>, DeviceError>) -> bool {
+    match reply {
+        Ok(bytes) => match bytes.first() {
+            Some(0) => true,
+            Some(&status) => is_touch_status(StatusCode(status)),
+            None => false,
+        },
+        Err(_) => false,
+    }
+}
+
+/// Send a CTAP2 request to every device at once (`request` builds each device's bytes, e.g.
+/// with its own pinUvAuthParam); the first device whose reply shows a touch wins and every
+/// other device still waiting gets CTAPHID_CANCEL. Cancelling `cancel` cancels them all.
+/// Results are raw replies (status byte + CBOR).
+pub async fn race_cbor<P: ReportPipe>(
+    devices: &mut [Device<P>],
+    request: impl Fn(&Device<P>) -> Result<Vec<u8>, DeviceError>,
+    cancel: &CancellationToken,
+) -> RaceOutcome<Vec<u8>> {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
+
+    type Pending<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, DeviceError>> + Send + 'a>>;
+    let tokens: Vec<CancellationToken> = devices.iter().map(|_| cancel.child_token()).collect();
+    let mut results: Vec<Option<Result<Vec<u8>, DeviceError>>> =
+        devices.iter().map(|_| None).collect();
+    let mut pending: Vec<Option<Pending<'_>>> = Vec::with_capacity(devices.len());
+    for (index, device) in devices.iter_mut().enumerate() {
+        match request(device) {
+            Ok(bytes) => {
+                let token = tokens[index].clone();
+                pending.push(Some(Box::pin(async move {
+                    device.cbor_raw(&bytes, &token, &mut |_| {}).await
+                })));
+            }
+            Err(err) => {
+                results[index] = Some(Err(err));
+                pending.push(None);
+            }
+        }
+    }
+    let mut winner = None;
+    std::future::poll_fn(|cx| {
+        for index in 0..pending.len() {
+            let Some(future) = pending[index].as_mut() else {
+                continue;
+            };
+            if let Poll::Ready(result) = future.as_mut().poll(cx) {
+                pending[index] = None;
+                if winner.is_none() && touched(&result) {
+                    winner = Some(index);
+                    for (other, token) in tokens.iter().enumerate() {
+                        if other != index {
+                            token.cancel();
+                        }
+                    }
+                }
+                results[index] = Some(result);
+            }
+        }
+        if pending.iter().all(Option::is_none) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    RaceOutcome {
+        winner,
+        results: results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(DeviceError::Cancelled)))
+            .collect(),
+    }
+}
+
+/// Let the user pick one of several keys by touching it (authenticatorSelection, or the
+/// CTAP 2.0 fallback of [`Device::selection`]). Returns the index of the touched key.
+pub async fn select_device<P: ReportPipe>(
+    devices: &mut [Device<P>],
+    cancel: &CancellationToken,
+) -> Result<usize, DeviceError> {
+    let outcome = race_cbor(devices, |d| d.selection_request(), cancel).await;
+    match outcome.winner {
+        Some(index) => Ok(index),
+        None if cancel.is_cancelled() => Err(DeviceError::Cancelled),
+        None => Err(outcome
+            .results
+            .into_iter()
+            .find_map(Result::err)
+            .unwrap_or(DeviceError::Unsupported("no CTAP2 key to select"))),
+    }
+}
+
+/// Run a typed command on every key at once; the first key touched answers, the others get
+/// CTAPHID_CANCEL. Returns the winner's index and its decoded reply (which may be a touch
+/// status error such as CREDENTIAL_EXCLUDED).
+pub async fn first_touched<P: ReportPipe, C: Command>(
+    devices: &mut [Device<P>],
+    request: &C,
+    cancel: &CancellationToken,
+) -> Result<(usize, Result<C::Response, DeviceError>), DeviceError> {
+    let bytes = request.encode();
+    let outcome = race_cbor(
+        devices,
+        |d| {
+            if d.is_ctap2() {
+                Ok(bytes.clone())
+            } else {
+                Err(DeviceError::Unsupported("CTAP2 on a CTAP1-only key"))
+            }
+        },
+        cancel,
+    )
+    .await;
+    let Some(index) = outcome.winner else {
+        if cancel.is_cancelled() {
+            return Err(DeviceError::Cancelled);
+        }
+        return Err(outcome
+            .results
+            .into_iter()
+            .find_map(Result::err)
+            .unwrap_or(DeviceError::Cancelled));
+    };
+    let reply = outcome
+        .results
+        .into_iter()
+        .nth(index)
+        .unwrap_or(Err(DeviceError::Cancelled))?;
+    let decoded = crate::ctap2::commands::decode_response::<C>(&reply).map_err(DeviceError::from);
+    Ok((index, decoded))
+}

@@ -401,3 +401,60 @@ async fn mux_pipes(mut a: impl ReportPipe, mut b: impl ReportPipe, mut device: i
         }
     }
 }
+
+#[tokio::test]
+async fn two_keys_first_touched_wins_the_other_gets_cancel() {
+    let (host_a, dev_a) = hid::pair();
+    let (host_b, dev_b) = hid::pair();
+    // Key 0 waits for its touch forever; key 1 is touched after 100 ms.
+    let (seen_a, task_a) =
+        scripted_device(dev_a, DeviceConfig::default(), vec![Step::WaitForCancel]);
+    let (seen_b, task_b) = scripted_device(
+        dev_b,
+        DeviceConfig::default(),
+        vec![Step::WaitThenReply(Duration::from_millis(100), vec![0x00])],
+    );
+    let mut devices = vec![
+        Device::open(host_a, fast_options()).await.unwrap(),
+        Device::open(host_b, fast_options()).await.unwrap(),
+    ];
+    let winner = keygate::device::select_device(&mut devices, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(winner, 1);
+    // Both got authenticatorSelection (0x0b); only the waiting one got CTAPHID_CANCEL.
+    assert_eq!(
+        seen_a.lock().unwrap().requests,
+        vec![(HidCmd::CBOR, vec![0x0b])]
+    );
+    assert_eq!(
+        seen_b.lock().unwrap().requests,
+        vec![(HidCmd::CBOR, vec![0x0b])]
+    );
+    assert_eq!(seen_a.lock().unwrap().cancels, vec![devices[0].cid()]);
+    assert!(seen_b.lock().unwrap().cancels.is_empty());
+    drop(devices);
+    task_a.await.unwrap();
+    task_b.await.unwrap();
+}
+
+#[tokio::test]
+async fn race_with_no_touch_is_cancelled_by_the_caller() {
+    let (host_a, dev_a) = hid::pair();
+    let (seen_a, task_a) =
+        scripted_device(dev_a, DeviceConfig::default(), vec![Step::WaitForCancel]);
+    let mut devices = vec![Device::open(host_a, fast_options()).await.unwrap()];
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        trigger.cancel();
+    });
+    let err = keygate::device::select_device(&mut devices, &cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DeviceError::Cancelled), "{err:?}");
+    assert_eq!(seen_a.lock().unwrap().cancels.len(), 1);
+    drop(devices);
+    task_a.await.unwrap();
+}
