@@ -45,6 +45,5 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"
 cargo clippy --all-targets -- -D warnings
-log "cargo test"
-cargo test --all-targets
-cargo test --doc
+log "cargo test (unit, integration, interop, doc)"
+cargo test
