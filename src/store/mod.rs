@@ -1,4 +1,30 @@
-//! Durable state: SQLite (WAL, synchronous=FULL), group commit, encryption at rest under the store key.
-//! All SQL of the project lives in this module.
+//! Durable state: SQLite (WAL, `synchronous=FULL`), group commit, encryption at rest under the
+//! store key.
+//!
+//! - [`SqliteStore`]: one writer thread owns the write connection and commits every queued
+//!   write closure in one transaction (group commit), each closure in its own SAVEPOINT; callers
+//!   hear their result only after that COMMIT is durable. Reads use a small pool of connections.
+//! - [`TokenStore`]: the domain operations the token service needs; a PostgreSQL backend will
+//!   implement the same trait.
+//! - [`StoreKey`]: the 32-byte key in a 0600 file; seeds are sealed with AES-256-GCM, bound to
+//!   their row by associated data.
+//!
+//! All SQL of the project lives in `sql.rs`, except the relying party's own tables in
+//! `webauthn.rs`, whose `SCHEMA` the migration runner applies as its own step.
+//! This layer knows nothing of OTP algorithms: `tokens` combines it with `otp`.
 
+mod error;
+mod key;
+mod model;
+mod sql;
+mod sqlite;
 pub(crate) mod webauthn;
+mod writer;
+
+pub use error::StoreError;
+pub use key::{KEY_LEN, StoreKey};
+pub use model::{
+    AuditEntry, ChallengeRecord, CheckChange, CheckCommit, CheckOutcome, NewToken, RevokeSummary,
+    TokenParams, TokenRecord, TokenState, TokenStore, UserRecord,
+};
+pub use sqlite::{DB_FILE_NAME, RevokeHook, SqliteStore, StoreOptions};

@@ -1,0 +1,2 @@
+//! Durable verification throughput (filled in below).
+fn main() {}
