@@ -217,3 +217,83 @@ async fn serve_ends_when_the_host_goes_away() {
         .unwrap()
         .unwrap();
 }
+
+/// `keygatectl virtual serve --state FILE --pin`: the sealed state survives a restart, the
+/// status line is JSON, SIGUSR1 is survived, SIGTERM removes the socket.
+#[tokio::test]
+async fn virtual_serve_cli_keeps_sealed_state_across_restarts() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::{Command as Process, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("key.sock");
+    let state = dir.path().join("key.state");
+    let run = |extra: &[&str]| {
+        let mut child = Process::new(env!("CARGO_BIN_EXE_keygatectl"))
+            .args(["--json", "virtual", "serve", "--socket"])
+            .arg(&socket)
+            .arg("--state")
+            .arg(&state)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let status: serde_json::Value = serde_json::from_str(&line).unwrap();
+        (child, status)
+    };
+    let signal = |child: &std::process::Child, sig| {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+    };
+    let client_pin = |socket: std::path::PathBuf| async move {
+        let pipe = keygate::hid::socket::SeqpacketPipe::connect(&socket)
+            .await
+            .unwrap();
+        let mut device = Device::open(pipe, DeviceOptions::default()).await.unwrap();
+        let reply = device
+            .cbor_raw(
+                &get_info::Request.encode(),
+                &CancellationToken::new(),
+                &mut |_| {},
+            )
+            .await
+            .unwrap();
+        let info = decode_response::<get_info::Request>(&reply).unwrap();
+        info.options.unwrap().get("clientPin").copied()
+    };
+
+    let (mut first, status) = run(&[
+        "--pin",
+        "123456",
+        "--aaguid",
+        "00112233-4455-6677-8899-aabbccddeeff",
+    ]);
+    assert_eq!(status["pin_set"], true);
+    assert_eq!(status["aaguid"], "00112233-4455-6677-8899-aabbccddeeff");
+    assert_eq!(client_pin(socket.clone()).await, Some(true));
+    signal(&first, nix::sys::signal::Signal::SIGUSR1);
+    assert_eq!(client_pin(socket.clone()).await, Some(true));
+    signal(&first, nix::sys::signal::Signal::SIGTERM);
+    assert!(first.wait().unwrap().success());
+    assert!(!socket.exists());
+    let mode = std::fs::metadata(&state).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let key_mode = std::fs::metadata(dir.path().join("key.state.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(key_mode, 0o600);
+
+    // Restart without --pin: the PIN comes from the sealed state.
+    let (mut second, status) = run(&[]);
+    assert_eq!(status["pin_set"], true);
+    assert_eq!(client_pin(socket.clone()).await, Some(true));
+    signal(&second, nix::sys::signal::Signal::SIGINT);
+    assert!(second.wait().unwrap().success());
+    assert!(!socket.exists());
+}

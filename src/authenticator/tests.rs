@@ -972,6 +972,27 @@ fn injected_credentials_counters_and_file_vault_persistence() {
         now,
     );
     assert_eq!(resp, [StatusCode::CTAP2_ERR_NO_CREDENTIALS.0]);
+    // Restarted with another AAGUID: new attestation material naming it.
+    drop(key);
+    let other_aaguid = [0x77; 16];
+    let key = SoftKey::with_vault(
+        SoftKeyOptions {
+            aaguid: other_aaguid,
+            ..SoftKeyOptions::default()
+        },
+        Box::new(FileVault::new(&path, crate::secret::Secret::new([3u8; 32]))),
+        Box::new(SeededRandomForTests::new(12)),
+        now,
+    )
+    .unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(key.attestation_cert_der()).unwrap();
+    let ext = cert
+        .extensions()
+        .iter()
+        .find(|e| e.oid.to_id_string() == "1.3.6.1.4.1.45724.1.1.4")
+        .unwrap();
+    assert_eq!(&ext.value[2..], &other_aaguid);
+    assert!(key.pin_is_set());
     // The wrong vault key cannot open the state.
     let wrong = SoftKey::with_vault(
         SoftKeyOptions::default(),
