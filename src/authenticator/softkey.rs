@@ -175,12 +175,10 @@ impl SoftKey {
             controls: TestControls::default(),
             last: LastOperation::default(),
         };
-        if fresh {
-            if let Some(pin) = key.options.initial_pin.clone() {
-                key.pin.preset_pin(&pin).map_err(|_| {
-                    AuthnError::BadOption("initial PIN rejected by the PIN policy".into())
-                })?;
-            }
+        if fresh && let Some(pin) = key.options.initial_pin.clone() {
+            key.pin.preset_pin(&pin).map_err(|_| {
+                AuthnError::BadOption("initial PIN rejected by the PIN policy".into())
+            })?;
         }
         if fresh || regenerated {
             key.persist()?;
