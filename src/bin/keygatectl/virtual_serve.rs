@@ -233,8 +233,12 @@ async fn serve_main(args: ServeOptions, json: bool) -> anyhow::Result<()> {
             _ = terminate.recv() => break Ok(()),
             _ = interrupt.recv() => break Ok(()),
             _ = power.recv() => {
-                shared.power_cycle();
-                eprintln!("virtual power cycle");
+                // The key may be busy waiting for a touch: cycle it off the signal loop.
+                let key = shared.clone();
+                tokio::task::spawn_blocking(move || {
+                    key.power_cycle();
+                    eprintln!("virtual power cycle");
+                });
             }
             _ = touch.recv() => {
                 shared.presence().handle().approve();
