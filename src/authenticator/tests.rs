@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use p256::ecdsa::{Signature, VerifyingKey, signature::Verifier};
 
-use super::keys::{self, SeededRandomForTests};
+use super::keys::{self, RandomSource, SeededRandomForTests};
 use super::presence::{AutoApproveForTests, DenyForTests, UserPresence};
 use super::*;
 use crate::ctap2::commands::{
@@ -1001,4 +1001,48 @@ fn injected_credentials_counters_and_file_vault_persistence() {
         now,
     );
     assert!(matches!(wrong, Err(AuthnError::Unseal)));
+}
+
+#[test]
+fn garbage_and_mutated_requests_never_panic() {
+    let mut h = Harness::new(SoftKeyOptions::default());
+    h.set_pin("1234");
+    let mut rng = SeededRandomForTests::new(77);
+    let mut byte = || {
+        let mut b = [0u8; 1];
+        let _ = rng.fill(&mut b);
+        b[0]
+    };
+    let token = h.token("1234", 0x3f & !0x08, None).unwrap();
+    let mut mc = h.make_credential_request("example.com", b"user", true);
+    h.with_token(&mut mc, &token);
+    let mut ga = assertion_request("example.com", None);
+    ga_with_token(&mut ga, &token);
+    let session = h.session(PinProtocol::Two);
+    let mut os = os_rng();
+    let seeds: Vec<Vec<u8>> = vec![
+        mc.encode(),
+        ga.encode(),
+        session.set_pin("5678", &mut os).unwrap().encode(),
+        session.get_pin_token("1234", &mut os).unwrap().encode(),
+        cm::Request::new(cm::SubCommand::ENUMERATE_RPS_BEGIN, None).encode(),
+        large_blobs::Request::read(0, 64).encode(),
+        vec![0x04],
+    ];
+    for round in 0..3000 {
+        let mut request = seeds[round % seeds.len()].clone();
+        match byte() % 4 {
+            0 => {
+                let i = usize::from(byte()) % request.len();
+                request[i] ^= byte() | 1;
+            }
+            1 => request.truncate(usize::from(byte()) % request.len().max(1)),
+            2 => request.extend((0..usize::from(byte() % 16)).map(|_| byte())),
+            _ => request = (0..usize::from(byte())).map(|_| byte()).collect(),
+        }
+        let response = h.raw(&request, &mut AutoApproveForTests);
+        assert!(!response.is_empty());
+        let apdu: Vec<u8> = (0..usize::from(byte() % 80)).map(|_| byte()).collect();
+        assert!(h.key.handle_u2f(&apdu, &mut AutoApproveForTests).len() >= 2);
+    }
 }
