@@ -297,3 +297,47 @@ async fn virtual_serve_cli_keeps_sealed_state_across_restarts() {
     assert!(second.wait().unwrap().success());
     assert!(!socket.exists());
 }
+
+/// INIT on a busy channel (resync) abandons the request waiting for a touch; the next request
+/// on the channel is served and the abandoned one never answers.
+#[tokio::test]
+async fn resync_abandons_a_waiting_request() {
+    let (mut host, key, shutdown, task) = start(
+        PresencePolicy::WaitForApproval {
+            timeout: Duration::from_secs(10),
+        },
+        SoftKeyOptions::default(),
+    );
+    let cid = raw_init(&mut host, [4; 8]).await;
+    for report in fragment(cid, HidCmd::CBOR, &make_credential()).unwrap() {
+        host.send(&report).await.unwrap();
+    }
+    while key.presence().handle().pending().is_none() {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Resynchronise the channel, then ask GetInfo on it.
+    host.send(&init_request(cid, &[5; 8])).await.unwrap();
+    for report in fragment(cid, HidCmd::CBOR, &get_info::Request.encode()).unwrap() {
+        host.send(&report).await.unwrap();
+    }
+    let mut assembler = ResponseAssembler::new(cid);
+    let mut replies = Vec::new();
+    while replies.len() < 2 {
+        let report = tokio::time::timeout(Duration::from_secs(5), host.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if let Some(HostEvent::Response { cmd, payload }) = assembler.push(&report).unwrap() {
+            replies.push((cmd, payload));
+        }
+    }
+    assert_eq!(replies[0].0, HidCmd::INIT);
+    assert_eq!(replies[1].0, HidCmd::CBOR);
+    assert_eq!(
+        replies[1].1[0], 0,
+        "GetInfo answered, not the abandoned MakeCredential"
+    );
+    assert!(key.presence().handle().pending().is_none());
+    shutdown.cancel();
+    task.await.unwrap();
+}

@@ -115,6 +115,12 @@ pub async fn serve(
                             }
                         }
                         DeviceEvent::Request { cid, cmd, payload } => {
+                            // A request abandoned by an INIT resync may still run: let it see
+                            // its cancel and finish before the flags are reset for this one.
+                            if let Some(stale) = pending.take() {
+                                presence.cancel();
+                                let _ = stale.task.await;
+                            }
                             presence.begin_transaction();
                             let shared = key.clone();
                             let mut task_presence = presence.clone();
