@@ -473,6 +473,12 @@ impl SoftToken {
         Ok(())
     }
 
+    /// The enrolment QR code (an `otpauth://` URI, to scan into an authenticator app).
+    pub fn enrolment_qr(&mut self, pin: &str) -> Result<super::qr::Qr, OtpError> {
+        let uri = self.enrolment_uri(pin)?;
+        super::qr::Qr::new(&uri.to_uri())
+    }
+
     /// The enrolment URI of a response-only token (contains the seed: needs the PIN).
     pub fn enrolment_uri(&mut self, pin: &str) -> Result<OtpauthUri, OtpError> {
         let p = self.state.params.clone();
@@ -599,6 +605,13 @@ mod tests {
         let mut token = SoftToken::create(params, &seed, "12345", config(), &mut fill).unwrap();
         assert_eq!(token.code("12345", 59).unwrap(), "94287082");
         let uri = token.enrolment_uri("12345").unwrap().to_uri();
+        assert!(
+            token
+                .enrolment_qr("12345")
+                .unwrap()
+                .to_svg()
+                .contains("<svg")
+        );
         assert!(
             uri.starts_with("otpauth://totp/2?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
             "{uri}"
