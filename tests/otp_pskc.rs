@@ -449,6 +449,16 @@ pub fn sample_tokens() -> Vec<PskcToken> {
         token(hotp, b"12345678901234567890", 77, 0, Some("12345")),
         token(totp, b"12345678901234567890123456789012", 0, -2, None),
         token(ocra, &[0xab; 20], 5, 0, None),
+        token(
+            TokenParams::new(
+                "4000000005".parse::<Serial>().unwrap(),
+                TokenKind::default_signature(),
+            ),
+            &[0xcd; 32],
+            0,
+            0,
+            None,
+        ),
     ]
 }
 
