@@ -36,7 +36,10 @@ pub(crate) fn random_digits(count: usize, fill: FillRandom<'_>) -> String {
 
 /// Uniform random characters from `alphabet` (at most 256 symbols) by rejection sampling.
 pub(crate) fn random_chars(count: usize, alphabet: &[u8], fill: FillRandom<'_>) -> String {
-    let n = alphabet.len().clamp(1, 256);
+    if alphabet.is_empty() {
+        return String::new();
+    }
+    let n = alphabet.len().min(256);
     let limit = 256 - 256 % n; // accept bytes below the largest multiple of n
     let mut out = String::with_capacity(count);
     let mut buf = [0u8; 32];
