@@ -14,7 +14,7 @@
 //! PBKDF2 password-based (§6.2; PRF HMAC-SHA1 by default, SHA-256/512 accepted). MAC algorithms
 //! HMAC-SHA1/224/256/384/512. Key wrap (`kw-aes*`), GCM and 3DES are refused with a clear error.
 //!
-//! [`write`] produces PSKC 1.0 that python-pskc reads: plain, or AES-CBC under a pre-shared
+//! [`write()`] produces PSKC 1.0 that python-pskc reads: plain, or AES-CBC under a pre-shared
 //! key or a PBKDF2 password key, with an encrypted HMAC-SHA256 `MACKey` and a `ValueMAC` on each
 //! encrypted value. Encrypted integers (counter, time, interval) are 8-byte big-endian; the
 //! time drift (a signed value without an agreed encrypted encoding) is written in plain.

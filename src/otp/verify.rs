@@ -385,7 +385,7 @@ pub fn check_ocra(
 }
 
 /// Transaction-signature check: the response must be the OCRA value over exactly these fields
-/// (in this order; see [`crate::otp::ocra`] for the encoding), with the suite's other inputs from
+/// (in this order; see [`mod@crate::otp::ocra`] for the encoding), with the suite's other inputs from
 /// `input` (its `question` is replaced by the transaction question). The suite must be `QH64`-like
 /// (hex question of at least 64 digits).
 pub fn check_signature(
