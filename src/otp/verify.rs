@@ -167,7 +167,9 @@ fn first_match(
 }
 
 /// HOTP check (RFC 4226 §7.4) with look-ahead: counters `counter_next .. counter_next + window - 1`.
-/// On success store `next` (compare-and-set on the old `counter_next`).
+/// On success store `next` (compare-and-set on the old `counter_next`). A code that matches
+/// none of those but one of the `window` counters just below `counter_next` (already used or
+/// skipped) is reported as [`Reject::Replay`] for the audit; both are failures.
 pub fn check_hotp(
     secret: &[u8],
     digits: u32,
@@ -178,9 +180,11 @@ pub fn check_hotp(
 ) -> Result<HotpMatch, Reject> {
     check_format(code, digits)?;
     let end = counter_next.saturating_add(window);
-    let found = first_match(
-        counter_next..end,
-        |c| hotp(secret, c, digits, alg).map_err(map_params),
+    let code_at = |c| hotp(secret, c, digits, alg).map_err(map_params);
+    let found = first_match(counter_next..end, code_at, code)?;
+    let old = first_match(
+        counter_next.saturating_sub(window)..counter_next,
+        code_at,
         code,
     )?;
     match found {
@@ -188,6 +192,7 @@ pub fn check_hotp(
             matched,
             next: matched.saturating_add(1),
         }),
+        None if old.is_some() => Err(Reject::Replay),
         None => Err(Reject::NoMatch),
     }
 }
@@ -463,10 +468,14 @@ mod tests {
             check_hotp(SEED, 6, HashAlg::Sha1, 0, &c10, 10),
             Err(Reject::NoMatch)
         );
-        // An old code (below the counter) never matches.
+        // An old code (below the counter) is never accepted: replay within a window, else no match.
         let c0 = hotp(SEED, 0, 6, HashAlg::Sha1).unwrap();
         assert_eq!(
             check_hotp(SEED, 6, HashAlg::Sha1, 1, &c0, 10),
+            Err(Reject::Replay)
+        );
+        assert_eq!(
+            check_hotp(SEED, 6, HashAlg::Sha1, 11, &c0, 10),
             Err(Reject::NoMatch)
         );
     }
