@@ -167,9 +167,8 @@ fn first_match(
 }
 
 /// HOTP check (RFC 4226 §7.4) with look-ahead: counters `counter_next .. counter_next + window - 1`.
-/// On success store `next` (compare-and-set on the old `counter_next`). A code that matches
-/// none of those but one of the `window` counters just below `counter_next` (already used or
-/// skipped) is reported as [`Reject::Replay`] for the audit; both are failures.
+/// On success store `next` (compare-and-set on the old `counter_next`). A code below
+/// `counter_next` is [`Reject::NoMatch`]; [`hotp_recently_used`] tells whether it was a replay.
 pub fn check_hotp(
     secret: &[u8],
     digits: u32,
@@ -192,9 +191,28 @@ pub fn check_hotp(
             matched,
             next: matched.saturating_add(1),
         }),
-        None if old.is_some() => Err(Reject::Replay),
         None => Err(Reject::NoMatch),
     }
+}
+
+/// Whether `code` is the code of one of the `window` counters just below `counter_next` (already
+/// used or skipped): lets an auditor label a rejected HOTP code as a replay. Constant-time like
+/// [`check_hotp`]. [`check_hotp`] itself answers [`Reject::NoMatch`] for such codes.
+pub fn hotp_recently_used(
+    secret: &[u8],
+    digits: u32,
+    alg: HashAlg,
+    counter_next: u64,
+    code: &str,
+    window: u64,
+) -> bool {
+    check_format(code, digits).is_ok()
+        && first_match(
+            counter_next.saturating_sub(window)..counter_next,
+            |c| hotp(secret, c, digits, alg).map_err(map_params),
+            code,
+        )
+        .is_ok_and(|found| found.is_some())
 }
 
 /// HOTP resynchronisation (RFC 4226 §7.4 / E.4): `code1`, `code2` must be the codes of two
@@ -468,12 +486,14 @@ mod tests {
             check_hotp(SEED, 6, HashAlg::Sha1, 0, &c10, 10),
             Err(Reject::NoMatch)
         );
-        // An old code (below the counter) is never accepted: replay within a window, else no match.
+        // An old code (below the counter) is never accepted.
         let c0 = hotp(SEED, 0, 6, HashAlg::Sha1).unwrap();
         assert_eq!(
             check_hotp(SEED, 6, HashAlg::Sha1, 1, &c0, 10),
-            Err(Reject::Replay)
+            Err(Reject::NoMatch)
         );
+        assert!(hotp_recently_used(SEED, 6, HashAlg::Sha1, 1, &c0, 10));
+        assert!(!hotp_recently_used(SEED, 6, HashAlg::Sha1, 11, &c0, 10));
         assert_eq!(
             check_hotp(SEED, 6, HashAlg::Sha1, 11, &c0, 10),
             Err(Reject::NoMatch)
