@@ -181,11 +181,6 @@ pub fn check_hotp(
     let end = counter_next.saturating_add(window);
     let code_at = |c| hotp(secret, c, digits, alg).map_err(map_params);
     let found = first_match(counter_next..end, code_at, code)?;
-    let old = first_match(
-        counter_next.saturating_sub(window)..counter_next,
-        code_at,
-        code,
-    )?;
     match found {
         Some(matched) => Ok(HotpMatch {
             matched,
