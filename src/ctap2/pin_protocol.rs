@@ -243,10 +243,10 @@ impl SharedSecret {
         // constructor, so the slice is always 32 bytes long.
         let secret = self.secret.expose_secret();
         let mut key = [0u8; 32];
-        if let Some(tail) = secret.get(secret.len().saturating_sub(32)..) {
-            if tail.len() == 32 {
-                key.copy_from_slice(tail);
-            }
+        if let Some(tail) = secret.get(secret.len().saturating_sub(32)..)
+            && tail.len() == 32
+        {
+            key.copy_from_slice(tail);
         }
         key
     }
