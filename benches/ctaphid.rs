@@ -5,19 +5,27 @@
 //!   (`DeviceFraming::push`) and on the host side (`ResponseAssembler`);
 //! - round trips/s with p50/p99 of the host driver (`device::Device`) against a device end
 //!   running `DeviceFraming`, through the in-process pair and through the SOCK_SEQPACKET
-//!   socket: CTAPHID_PING, and once the software key exists, MakeCredential / GetAssertion.
+//!   socket: CTAPHID_PING; and against keygate's software key (`authenticator::serve`,
+//!   presence approved automatically, packed attestation): MakeCredential and GetAssertion.
 //!
 //! `KEYGATE_BENCH_SECS` (default 2) sets the time per measurement.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
 
+use keygate::authenticator::{PresencePolicy, SharedSoftKey, SoftKey, SoftKeyOptions, serve};
+use keygate::ctap2::commands::{get_assertion, make_credential};
+use keygate::ctap2::{
+    AuthenticatorData, PublicKeyCredentialDescriptor, PublicKeyCredentialParameters,
+    PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity,
+};
 use keygate::ctaphid::device::{DeviceConfig, DeviceEvent, DeviceFraming};
 use keygate::ctaphid::host::ResponseAssembler;
 use keygate::ctaphid::{ChannelId, HidCmd, fragment};
 use keygate::device::{Device, DeviceOptions};
 use keygate::hid::socket::{SeqpacketListener, SeqpacketPipe};
 use keygate::hid::{self, ReportPipe};
+use tokio_util::sync::CancellationToken;
 
 fn budget() -> Duration {
     let secs = std::env::var("KEYGATE_BENCH_SECS")
@@ -134,7 +142,10 @@ async fn measure<P: ReportPipe>(device: &mut Device<P>, payload: &[u8]) -> Stats
         samples.push(t.elapsed());
         assert_eq!(echo.len(), payload.len());
     }
-    let total = started.elapsed().as_secs_f64();
+    stats(samples, started.elapsed().as_secs_f64())
+}
+
+fn stats(mut samples: Vec<Duration>, total: f64) -> Stats {
     samples.sort();
     let pick = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
     Stats {
@@ -183,6 +194,115 @@ async fn round_trips() {
     server.await.unwrap();
 }
 
+fn mc_request(n: u64) -> make_credential::Request {
+    make_credential::Request {
+        client_data_hash: vec![n as u8; 32],
+        rp: PublicKeyCredentialRpEntity {
+            id: "bench.example".into(),
+            name: None,
+        },
+        user: PublicKeyCredentialUserEntity {
+            id: n.to_be_bytes().to_vec(),
+            name: Some("bench".into()),
+            display_name: None,
+        },
+        pub_key_cred_params: vec![PublicKeyCredentialParameters {
+            type_: "public-key".into(),
+            alg: -7,
+        }],
+        exclude_list: None,
+        extensions: None,
+        options: None,
+        pin_uv_auth_param: None,
+        pin_uv_auth_protocol: None,
+        enterprise_attestation: None,
+    }
+}
+
+async fn measure_softkey<P: ReportPipe>(name: &str, device: &mut Device<P>) {
+    let none = CancellationToken::new();
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    let mut n = 0;
+    let mut credential = Vec::new();
+    while started.elapsed() < budget() {
+        n += 1;
+        let t = Instant::now();
+        let reply = device
+            .make_credential(&mc_request(n), &none, &mut |_| {})
+            .await
+            .unwrap();
+        samples.push(t.elapsed());
+        if credential.is_empty() {
+            let auth = AuthenticatorData::parse(&reply.auth_data).unwrap();
+            credential = auth.attested_credential_data.unwrap().credential_id;
+        }
+    }
+    report(
+        &format!("MakeCredential, {name}"),
+        &stats(samples, started.elapsed().as_secs_f64()),
+    );
+    let request = get_assertion::Request {
+        rp_id: "bench.example".into(),
+        client_data_hash: vec![9; 32],
+        allow_list: Some(vec![PublicKeyCredentialDescriptor::public_key(credential)]),
+        extensions: None,
+        options: None,
+        pin_uv_auth_param: None,
+        pin_uv_auth_protocol: None,
+    };
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < budget() {
+        let t = Instant::now();
+        std::hint::black_box(
+            device
+                .get_assertion(&request, &none, &mut |_| {})
+                .await
+                .unwrap(),
+        );
+        samples.push(t.elapsed());
+    }
+    report(
+        &format!("GetAssertion, {name}"),
+        &stats(samples, started.elapsed().as_secs_f64()),
+    );
+}
+
+fn soft_key() -> SharedSoftKey {
+    SharedSoftKey::new(
+        SoftKey::new(SoftKeyOptions::default()).unwrap(),
+        PresencePolicy::AutoApprove,
+    )
+}
+
+async fn softkey_round_trips() {
+    let (host, dev) = hid::pair();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(serve(dev, soft_key(), shutdown.clone()));
+    let mut device = Device::open(host, DeviceOptions::default()).await.unwrap();
+    measure_softkey("in-process pair", &mut device).await;
+    drop(device);
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("softkey.sock");
+    let listener = SeqpacketListener::bind(&path).unwrap();
+    let shutdown = CancellationToken::new();
+    let s = shutdown.clone();
+    let server = tokio::spawn(async move {
+        let pipe = listener.accept().await.unwrap();
+        serve(pipe, soft_key(), s).await.unwrap();
+    });
+    let pipe = SeqpacketPipe::connect(&path).await.unwrap();
+    let mut device = Device::open(pipe, DeviceOptions::default()).await.unwrap();
+    measure_softkey("SOCK_SEQPACKET socket", &mut device).await;
+    drop(device);
+    shutdown.cancel();
+    server.await.unwrap();
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is accepted.
     frames_per_second();
@@ -192,4 +312,5 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(round_trips());
+    rt.block_on(softkey_round_trips());
 }
