@@ -6,11 +6,21 @@
 //!
 //! - [`hotp`](hotp()), [`totp`] — RFC 4226 / RFC 6238 code generation.
 //! - [`ocra`](ocra()), [`OcraSuite`] — RFC 6287 suites and responses, transaction questions.
+//! - [`token`] — serials, token kinds and parameters, challenge generation.
+//! - [`otpauth`] — `otpauth://` URIs.
+//! - [`soft_token`] — the PIN-protected software token (device side).
+//! - [`qr`] — QR codes for enrolment and offline challenges.
+//! - [`pskc`] — RFC 6030 PSKC parse, import policy and write.
 //! - [`verify`] — pure accept/reject decisions (windows, drift, replay, resync, challenges).
 
 mod error;
 mod hotp;
 pub mod ocra;
+pub mod otpauth;
+pub mod pskc;
+pub mod qr;
+pub mod soft_token;
+pub mod token;
 pub mod verify;
 
 pub use error::OtpError;
@@ -19,3 +29,5 @@ pub use ocra::{
     MutualRole, OcraInput, OcraPin, OcraSuite, QuestionKind, TimeStep, mutual_question, ocra,
     transaction_question,
 };
+pub use otpauth::{OtpauthMethod, OtpauthUri};
+pub use token::{FillRandom, Serial, TokenKind, TokenParams};

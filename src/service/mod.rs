@@ -1,2 +1,183 @@
-//! zbus adapters only: names, paths, interfaces, errors, caller checks. Thin: each method authorises the
-//! caller and calls one service method.
+//! zbus adapters only: names, paths, interfaces, errors, caller checks. Thin: each method
+//! authorises the caller and calls one service method of a lower layer (`tokens`, `rp`,
+//! `webauthn`, `authenticator`, `device`). No SQL and no protocol code here.
+//!
+//! [`run`] serves every object first and only then claims `org.keygate.Keygate1`, so that no
+//! call can reach the name before its object exists (zbus book, "service.md"); it tells systemd
+//! READY=1 after the name is acquired, and on cancellation waits for calls in flight before
+//! releasing the name, so that no accepted call is lost.
+
+pub mod caller;
+pub mod client;
+pub mod config;
+pub mod devices;
+pub mod error;
+pub mod manager;
+pub mod names;
+pub mod qr;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{RwLock, RwLockReadGuard};
+use tokio_util::sync::CancellationToken;
+
+pub use caller::{Access, Caller, Role};
+pub use config::Config;
+pub use error::{BusError, BusResult, ServiceError};
+
+/// Which bus keygated serves on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusTarget {
+    /// The system bus (`DBUS_SYSTEM_BUS_ADDRESS` or the default socket).
+    System,
+    /// The session bus (`DBUS_SESSION_BUS_ADDRESS`).
+    Session,
+    /// An explicit address (`unix:path=...`).
+    Address(String),
+}
+
+/// Everything [`run`] needs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Bus to serve on.
+    pub bus: BusTarget,
+    /// Durable state directory (created 0700 if missing).
+    pub state_dir: PathBuf,
+    /// Runtime directory for sockets of software keys (created 0700 if missing).
+    pub runtime_dir: PathBuf,
+    /// Configuration.
+    pub config: Config,
+}
+
+/// Admission gate: calls enter it; shutdown closes it and waits for the calls in flight.
+#[derive(Debug)]
+pub struct Gate {
+    open: RwLock<bool>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self {
+            open: RwLock::new(true),
+        }
+    }
+}
+
+impl Gate {
+    /// Admits one call, or fails with `ShuttingDown`.
+    pub async fn enter(&self) -> Result<RwLockReadGuard<'_, bool>, BusError> {
+        let guard = self.open.read().await;
+        if *guard {
+            Ok(guard)
+        } else {
+            Err(BusError::ShuttingDown("keygated is stopping".into()))
+        }
+    }
+
+    /// Refuses new calls and waits until the admitted ones have answered.
+    pub async fn close(&self) {
+        *self.open.write().await = false;
+    }
+}
+
+/// State shared by every interface.
+#[derive(Debug)]
+pub struct Shared {
+    /// Configuration.
+    pub config: Config,
+    /// Role decisions.
+    pub access: Access,
+    /// Authenticators.
+    pub devices: devices::DeviceRegistry,
+    /// Call admission.
+    pub gate: Gate,
+    /// Shutdown signal for long-running calls.
+    pub cancel: CancellationToken,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Runtime directory.
+    pub runtime_dir: PathBuf,
+}
+
+impl Shared {
+    /// Fails with `InvalidArgs` when a string argument is larger than the configured maximum.
+    pub fn check_size(&self, what: &str, value: &str) -> Result<(), BusError> {
+        if value.len() > self.config.max_argument_bytes {
+            Err(BusError::InvalidArgs(format!(
+                "{what} is {} bytes, more than the {} allowed",
+                value.len(),
+                self.config.max_argument_bytes
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn create_private_dir(path: &std::path::Path) -> Result<(), ServiceError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !path.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)?;
+    }
+    Ok(())
+}
+
+/// Runs keygated until `cancel` fires. Returns after a clean shutdown.
+pub async fn run(options: Options, cancel: CancellationToken) -> Result<(), ServiceError> {
+    create_private_dir(&options.state_dir)?;
+    create_private_dir(&options.runtime_dir)?;
+    let shared = Arc::new(Shared {
+        access: Access::new(&options.config),
+        config: options.config,
+        devices: devices::DeviceRegistry::default(),
+        gate: Gate::default(),
+        cancel: cancel.clone(),
+        state_dir: options.state_dir,
+        runtime_dir: options.runtime_dir,
+    });
+
+    let builder = match &options.bus {
+        BusTarget::System => zbus::connection::Builder::system(),
+        BusTarget::Session => zbus::connection::Builder::session(),
+        BusTarget::Address(addr) => zbus::connection::Builder::address(addr.as_str()),
+    };
+    // Objects first, then the name: a call to the name always finds its object.
+    let connection = builder
+        .serve_at(names::ROOT_PATH, manager::Manager::new(Arc::clone(&shared)))
+        .name(names::BUS_NAME)
+        .build()
+        .await?;
+    tracing::info!(
+        bus = ?options.bus,
+        name = names::BUS_NAME,
+        state_dir = %shared.state_dir.display(),
+        "keygated ready"
+    );
+    // READY=1 after the name (Type=notify units); a no-op without NOTIFY_SOCKET.
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::debug!(error = %e, "sd_notify failed");
+    }
+
+    cancel.cancelled().await;
+    tracing::info!("stopping: waiting for calls in flight");
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    shared.gate.close().await;
+    if let Err(e) = connection.release_name(names::BUS_NAME).await {
+        tracing::debug!(error = %e, "release_name failed");
+    }
+    if tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        connection.graceful_shutdown(),
+    )
+    .await
+    .is_err()
+    {
+        tracing::warn!("bus connection did not close within 3 s");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

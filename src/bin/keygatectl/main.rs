@@ -2,9 +2,17 @@
 //!
 //! Each subcommand lives in its own module; `main` only parses and dispatches.
 
+mod conn;
+mod demo;
+mod demo_steps;
+mod devices;
+mod prompt;
+mod token;
 mod virtual_serve;
 
-use clap::{Parser, Subcommand};
+use std::io::Write;
+
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// keygate's command-line client.
 #[derive(Debug, Parser)]
@@ -13,15 +21,31 @@ struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    bus: conn::BusArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Walk through keygate on a private bus and a temporary state dir (start here).
+    Demo(demo::DemoArgs),
+    /// List the security keys keygated can use (USB keys and your software keys).
+    Devices,
+    /// Digipass-style tokens: create, import, check, software tokens, PANIC.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Software security keys.
     #[command(subcommand)]
     Virtual(VirtualCommand),
+    /// Print shell completions generated from the CLI definition.
+    Completions {
+        /// Shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) generated from the CLI definition.
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -30,9 +54,36 @@ enum VirtualCommand {
     Serve(virtual_serve::ServeArgs),
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Virtual(VirtualCommand::Serve(args)) => virtual_serve::run(args, cli.json),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "keygatectl", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            std::io::stdout().write_all(&out)?;
+            Ok(())
+        }
+        Command::Demo(args) => {
+            if demo::run(args)? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
+        Command::Token(command) => runtime()?.block_on(token::run(&cli.bus, cli.json, command)),
+        Command::Devices => runtime()?.block_on(devices::list(&cli.bus, cli.json)),
     }
 }
