@@ -8,6 +8,8 @@
 //! - [`ocra`](ocra()), [`OcraSuite`] — RFC 6287 suites and responses, transaction questions.
 //! - [`token`] — serials, token kinds and parameters, challenge generation.
 //! - [`otpauth`] — `otpauth://` URIs.
+//! - [`soft_token`] — the PIN-protected software token (device side).
+//! - [`qr`] — QR codes for enrolment and offline challenges.
 //! - [`pskc`] — RFC 6030 PSKC parse, import policy and write.
 //! - [`verify`] — pure accept/reject decisions (windows, drift, replay, resync, challenges).
 
@@ -16,6 +18,8 @@ mod hotp;
 pub mod ocra;
 pub mod otpauth;
 pub mod pskc;
+pub mod qr;
+pub mod soft_token;
 pub mod token;
 pub mod verify;
 

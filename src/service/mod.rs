@@ -14,6 +14,7 @@ pub mod devices;
 pub mod error;
 pub mod manager;
 pub mod names;
+pub mod qr;
 
 use std::path::PathBuf;
 use std::sync::Arc;

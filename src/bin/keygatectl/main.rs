@@ -6,6 +6,8 @@ mod conn;
 mod demo;
 mod demo_steps;
 mod devices;
+mod prompt;
+mod token;
 mod virtual_serve;
 
 use std::io::Write;
@@ -31,6 +33,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// List the security keys keygated can use (USB keys and your software keys).
     Devices,
+    /// Digipass-style tokens: create, import, check, software tokens, PANIC.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Software security keys.
     #[command(subcommand)]
     Virtual(VirtualCommand),
@@ -78,6 +83,7 @@ fn main() -> anyhow::Result<()> {
                 std::process::exit(1)
             }
         }
+        Command::Token(command) => runtime()?.block_on(token::run(&cli.bus, cli.json, command)),
         Command::Devices => runtime()?.block_on(devices::list(&cli.bus, cli.json)),
     }
 }
