@@ -151,16 +151,21 @@ pub async fn digipass(tokens: &TokensProxy<'_>) -> Outcome {
     );
     println!("   the token shows {code}");
     let (ok, reason) = call!(tokens.verify_code(&serial, &code), "Tokens.VerifyCode");
-    println!("   server check of {code}: {} ({reason})", verdict(ok));
+    println!("   server check of {code}: {}", outcome_text(ok, &reason));
     check!(ok, "fresh code rejected: {reason}");
     let (ok, reason) = call!(tokens.verify_code(&serial, &code), "Tokens.VerifyCode");
-    println!("   the same code replayed: {} ({reason})", verdict(ok));
+    println!("   the same code replayed: {}", outcome_text(ok, &reason));
     check!(!ok, "replayed code accepted");
     Outcome::Passed
 }
 
-fn verdict(ok: bool) -> &'static str {
-    if ok { "accepted" } else { "rejected" }
+/// "accepted" or "rejected (reason)".
+fn outcome_text(ok: bool, reason: &str) -> String {
+    if ok {
+        "accepted".into()
+    } else {
+        format!("rejected ({reason})")
+    }
 }
 
 /// Step 4: CRAM (OCRA challenge-response).
@@ -185,15 +190,15 @@ pub async fn cram(tokens: &TokensProxy<'_>) -> Outcome {
         tokens.verify_response(&challenge, &response),
         "Tokens.VerifyResponse"
     );
-    println!("   server check: {} ({reason})", verdict(ok));
+    println!("   server check: {}", outcome_text(ok, &reason));
     check!(ok, "correct response rejected: {reason}");
     let (ok, reason) = call!(
         tokens.verify_response(&challenge, &response),
         "Tokens.VerifyResponse"
     );
     println!(
-        "   the same challenge answered again: {} ({reason})",
-        verdict(ok)
+        "   the same challenge answered again: {}",
+        outcome_text(ok, &reason)
     );
     check!(!ok, "a challenge was accepted twice");
     Outcome::Passed
@@ -227,12 +232,14 @@ pub async fn signature(tokens: &TokensProxy<'_>) -> Outcome {
         tokens.verify_signature(&challenge, &fields, &signature),
         "Tokens.VerifySignature"
     );
-    println!("   server check: {} ({reason})", verdict(ok));
+    println!("   server check: {}", outcome_text(ok, &reason));
     check!(ok, "genuine signature rejected: {reason}");
 
+    // Malware in the browser changes the amount: the bank issues its challenge over the
+    // tampered transaction, but the token signs what the user sees and confirms.
     let tampered = [("to", "BE71 0961 2345 6769"), ("amount", "25000.00 EUR")];
     let (challenge, _) = call!(
-        tokens.issue_transaction(&serial, &fields),
+        tokens.issue_transaction(&serial, &tampered),
         "Tokens.IssueTransaction"
     );
     let signature = call!(
@@ -244,9 +251,10 @@ pub async fn signature(tokens: &TokensProxy<'_>) -> Outcome {
         "Tokens.VerifySignature"
     );
     println!(
-        "   the same signature on amount {}: {} ({reason})",
+        "   tampered in transit to {}; the user signed {}: {}",
         tampered[1].1,
-        verdict(ok)
+        fields[1].1,
+        outcome_text(ok, &reason)
     );
     check!(!ok, "tampered transaction accepted");
     Outcome::Passed
@@ -272,7 +280,10 @@ pub async fn lockout(tokens: &TokensProxy<'_>) -> Outcome {
     }
     let code = call!(tokens.soft_code(&serial, TOKEN_PIN), "Tokens.SoftCode");
     let (ok, reason) = call!(tokens.verify_code(&serial, &code), "Tokens.VerifyCode");
-    println!("   then the right code {code}: {} ({reason})", verdict(ok));
+    println!(
+        "   then the right code {code}: {}",
+        outcome_text(ok, &reason)
+    );
     check!(!ok, "a locked token accepted a code (last reason {last})");
     check!(
         reason.contains("lock"),
@@ -283,8 +294,8 @@ pub async fn lockout(tokens: &TokensProxy<'_>) -> Outcome {
     let code = call!(tokens.soft_code(&serial, TOKEN_PIN), "Tokens.SoftCode");
     let (ok, reason) = call!(tokens.verify_code(&serial, &code), "Tokens.VerifyCode");
     println!(
-        "   after an administrator's unlock, code {code}: {} ({reason})",
-        verdict(ok)
+        "   after an administrator's unlock, code {code}: {}",
+        outcome_text(ok, &reason)
     );
     check!(ok, "unlocked token rejected a fresh code: {reason}");
     Outcome::Passed
