@@ -15,6 +15,14 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::ctap2::commands::{
+    Command, client_pin, credential_management, get_assertion, get_info, get_next_assertion,
+    make_credential, reset, selection,
+};
+use crate::ctap2::pin_protocol::{Permissions, PinProtocol, PlatformSession};
+use crate::ctap2::{
+    CoseKey, Ctap2Error, PublicKeyCredentialDescriptor, PublicKeyCredentialUserEntity, StatusCode,
+};
 use crate::ctaphid::host::{HostEvent, ResponseAssembler};
 use crate::ctaphid::packet::{cancel_request, init_request};
 use crate::ctaphid::{
@@ -22,6 +30,7 @@ use crate::ctaphid::{
     InitResponse, KeepaliveStatus, fragment,
 };
 use crate::hid::{HidError, ReportPipe};
+use crate::secret::Secret;
 
 /// An error of the host driver.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +51,25 @@ pub enum DeviceError {
     /// The operation needs a capability the device lacks.
     #[error("the device does not support {0}")]
     Unsupported(&'static str),
-    /// The system random generator failed (channel nonce).
+    /// The system random generator failed (channel nonce, PIN protocol).
     #[error("random generator failed")]
     Random,
+    /// A CTAP2 error: a non-zero status byte, or a reply that does not decode.
+    #[error("ctap2: {0}")]
+    Ctap2(#[from] Ctap2Error),
+    /// The device needs a PIN (or has none set) for this operation.
+    #[error("{0}")]
+    Pin(&'static str),
+}
+
+impl DeviceError {
+    /// The CTAP2 status code, when the authenticator answered with an error status.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            DeviceError::Ctap2(Ctap2Error::Status(code)) => Some(*code),
+            _ => None,
+        }
+    }
 }
 
 /// Timeouts of the driver.
@@ -83,6 +108,46 @@ pub struct Device<P: ReportPipe = Box<dyn ReportPipe>> {
     cid: ChannelId,
     init: InitResponse,
     options: DeviceOptions,
+    /// authenticatorGetInfo, for CTAP2 devices.
+    info: Option<get_info::Response>,
+}
+
+/// A pinUvAuthToken obtained from the device, with the protocol it belongs to
+/// (CTAP 2.1 §6.5.5.7). Zeroized on drop.
+#[derive(Debug)]
+pub struct PinUvAuthToken {
+    protocol: PinProtocol,
+    token: Secret<Vec<u8>>,
+}
+
+impl PinUvAuthToken {
+    /// The PIN/UV auth protocol the token was obtained with.
+    pub fn protocol(&self) -> PinProtocol {
+        self.protocol
+    }
+
+    /// `authenticate(pinUvAuthToken, message)`: the pinUvAuthParam for `message`.
+    pub fn authenticate(&self, message: &[u8]) -> Vec<u8> {
+        self.protocol
+            .authenticate(self.token.expose_secret(), message)
+    }
+}
+
+/// Runs `f` with a system-random `Rng` for the `ctap2` PIN protocol builders.
+fn with_rng<T>(
+    f: impl FnOnce(&mut dyn FnMut(&mut [u8])) -> Result<T, Ctap2Error>,
+) -> Result<T, DeviceError> {
+    let mut failed = false;
+    let mut rng = |buf: &mut [u8]| {
+        if getrandom::fill(buf).is_err() {
+            failed = true;
+        }
+    };
+    let result = f(&mut rng);
+    if failed {
+        return Err(DeviceError::Random);
+    }
+    Ok(result?)
 }
 
 fn nonce() -> Result<[u8; INIT_NONCE_LEN], DeviceError> {
@@ -92,16 +157,22 @@ fn nonce() -> Result<[u8; INIT_NONCE_LEN], DeviceError> {
 }
 
 impl<P: ReportPipe> Device<P> {
-    /// Allocate a channel on the device behind `pipe` (CTAPHID_INIT on the broadcast channel).
+    /// Allocate a channel on the device behind `pipe` (CTAPHID_INIT on the broadcast channel),
+    /// then read authenticatorGetInfo if the device speaks CTAP2.
     pub async fn open(pipe: P, options: DeviceOptions) -> Result<Self, DeviceError> {
         let mut pipe = pipe;
         let init = init_channel(&mut pipe, BROADCAST, &options).await?;
-        Ok(Self {
+        let mut device = Self {
             pipe,
             cid: init.cid,
             init,
             options,
-        })
+            info: None,
+        };
+        if device.capabilities().contains(Capabilities::CBOR) {
+            device.refresh_info().await?;
+        }
+        Ok(device)
     }
 
     /// Resynchronise the channel (CTAPHID_INIT on the allocated channel, §11.2.9.1.3): the
@@ -135,6 +206,32 @@ impl<P: ReportPipe> Device<P> {
     /// Change the timeouts.
     pub fn set_options(&mut self, options: DeviceOptions) {
         self.options = options;
+    }
+
+    /// authenticatorGetInfo as read at [`Self::open`] (`None` for CTAP1-only devices).
+    pub fn info(&self) -> Option<&get_info::Response> {
+        self.info.as_ref()
+    }
+
+    /// Whether the device speaks CTAP2 (CBOR capability and a GetInfo reply).
+    pub fn is_ctap2(&self) -> bool {
+        self.info.is_some()
+    }
+
+    /// Whether the device supports version string `version` ("FIDO_2_0", "FIDO_2_1",
+    /// "FIDO_2_1_PRE", "U2F_V2").
+    pub fn supports_version(&self, version: &str) -> bool {
+        self.info
+            .as_ref()
+            .is_some_and(|info| info.versions.iter().any(|v| v == version))
+    }
+
+    /// Re-read authenticatorGetInfo (after a PIN change or reset it can change).
+    pub async fn refresh_info(&mut self) -> Result<&get_info::Response, DeviceError> {
+        let info = self
+            .command(&get_info::Request, &CancellationToken::new(), &mut |_| {})
+            .await?;
+        Ok(self.info.insert(info))
     }
 
     /// Give the pipe back.
@@ -303,6 +400,437 @@ impl<P: ReportPipe> Device<P> {
         }
         self.transact(HidCmd::MSG, apdu, cancel, &mut |_| {}).await
     }
+
+    /// Send a typed CTAP2 command and decode its reply (a non-zero status becomes
+    /// [`DeviceError::Ctap2`] with [`Ctap2Error::Status`]).
+    pub async fn command<C: Command>(
+        &mut self,
+        request: &C,
+        cancel: &CancellationToken,
+        on_keepalive: &mut (dyn FnMut(KeepaliveStatus) + Send),
+    ) -> Result<C::Response, DeviceError> {
+        let reply = self
+            .cbor_raw(&request.encode(), cancel, on_keepalive)
+            .await?;
+        Ok(crate::ctap2::commands::decode_response::<C>(&reply)?)
+    }
+
+    /// authenticatorMakeCredential (CTAP 2.1 §6.1).
+    pub async fn make_credential(
+        &mut self,
+        request: &make_credential::Request,
+        cancel: &CancellationToken,
+        on_keepalive: &mut (dyn FnMut(KeepaliveStatus) + Send),
+    ) -> Result<make_credential::Response, DeviceError> {
+        self.command(request, cancel, on_keepalive).await
+    }
+
+    /// authenticatorGetAssertion (CTAP 2.1 §6.2).
+    pub async fn get_assertion(
+        &mut self,
+        request: &get_assertion::Request,
+        cancel: &CancellationToken,
+        on_keepalive: &mut (dyn FnMut(KeepaliveStatus) + Send),
+    ) -> Result<get_assertion::Response, DeviceError> {
+        self.command(request, cancel, on_keepalive).await
+    }
+
+    /// authenticatorGetNextAssertion (CTAP 2.1 §6.3).
+    pub async fn get_next_assertion(&mut self) -> Result<get_assertion::Response, DeviceError> {
+        let request = get_next_assertion::Request;
+        self.command(&request, &CancellationToken::new(), &mut |_| {})
+            .await
+    }
+
+    /// GetAssertion followed by GetNextAssertion for every further credential
+    /// (`numberOfCredentials`, CTAP 2.1 §6.2.2 step 12).
+    pub async fn get_assertions(
+        &mut self,
+        request: &get_assertion::Request,
+        cancel: &CancellationToken,
+        on_keepalive: &mut (dyn FnMut(KeepaliveStatus) + Send),
+    ) -> Result<Vec<get_assertion::Response>, DeviceError> {
+        let first = self.get_assertion(request, cancel, on_keepalive).await?;
+        let total = first.number_of_credentials.unwrap_or(1).clamp(1, 1024);
+        let mut all = vec![first];
+        for _ in 1..total {
+            all.push(self.get_next_assertion().await?);
+        }
+        Ok(all)
+    }
+
+    /// authenticatorReset (CTAP 2.1 §6.6): needs user presence, and most keys accept it
+    /// only within seconds of power-up.
+    pub async fn reset(
+        &mut self,
+        cancel: &CancellationToken,
+        on_keepalive: &mut (dyn FnMut(KeepaliveStatus) + Send),
+    ) -> Result<(), DeviceError> {
+        self.command(&reset::Request, cancel, on_keepalive).await?;
+        self.refresh_info().await?;
+        Ok(())
+    }
+
+    /// authenticatorSelection (CTAP 2.1 §6.9): waits for a touch. A CTAP 2.0 key without the
+    /// command gets a MakeCredential with an empty pinUvAuthParam instead, which also waits
+    /// for a touch and then fails with PIN_INVALID / PIN_NOT_SET (§6.1.1 step 1).
+    pub async fn selection(
+        &mut self,
+        cancel: &CancellationToken,
+        on_keepalive: &mut (dyn FnMut(KeepaliveStatus) + Send),
+    ) -> Result<(), DeviceError> {
+        let request = self.selection_request()?;
+        let reply = self.cbor_raw(&request, cancel, on_keepalive).await?;
+        match crate::ctap2::commands::split_status(&reply) {
+            Ok(_) => Ok(()),
+            Err(Ctap2Error::Status(code)) if is_touch_status(code) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    fn selection_request(&self) -> Result<Vec<u8>, DeviceError> {
+        if !self.is_ctap2() {
+            return Err(DeviceError::Unsupported("selection on a CTAP1-only key"));
+        }
+        if self.supports_version("FIDO_2_1") {
+            return Ok(selection::Request.encode());
+        }
+        Ok(dummy_make_credential().encode())
+    }
+
+    // ---- ClientPIN (CTAP 2.1 §6.5) -------------------------------------------------------
+
+    /// The PIN/UV auth protocol to use: 2 if the device lists it, else 1 (also for CTAP 2.0
+    /// keys that list none but support clientPin).
+    pub fn pin_protocol(&self) -> Option<PinProtocol> {
+        let info = self.info.as_ref()?;
+        match &info.pin_uv_auth_protocols {
+            Some(list) if list.contains(&2) => Some(PinProtocol::Two),
+            Some(list) if list.contains(&1) => Some(PinProtocol::One),
+            Some(_) => None,
+            None if info.option_value("clientPin").is_some() => Some(PinProtocol::One),
+            None => None,
+        }
+    }
+
+    /// Whether a PIN is set (`clientPin` option true).
+    pub fn pin_is_set(&self) -> bool {
+        self.info
+            .as_ref()
+            .is_some_and(|info| info.option_value("clientPin") == Some(true))
+    }
+
+    fn require_pin_protocol(&self) -> Result<PinProtocol, DeviceError> {
+        self.pin_protocol()
+            .ok_or(DeviceError::Unsupported("ClientPIN"))
+    }
+
+    async fn client_pin(
+        &mut self,
+        request: &client_pin::Request,
+    ) -> Result<client_pin::Response, DeviceError> {
+        self.command(request, &CancellationToken::new(), &mut |_| {})
+            .await
+    }
+
+    /// getPINRetries: the remaining PIN attempts and whether a power cycle is needed before
+    /// the next attempt.
+    pub async fn pin_retries(&mut self) -> Result<(u64, Option<bool>), DeviceError> {
+        let protocol = self.pin_protocol().map(PinProtocol::version);
+        let reply = self
+            .client_pin(&client_pin::Request::get_pin_retries(protocol))
+            .await?;
+        let retries = reply
+            .pin_retries
+            .ok_or(DeviceError::Pin("getPINRetries reply without pinRetries"))?;
+        Ok((retries, reply.power_cycle_state))
+    }
+
+    /// getUVRetries.
+    pub async fn uv_retries(&mut self) -> Result<u64, DeviceError> {
+        let protocol = self.pin_protocol().map(PinProtocol::version);
+        let reply = self
+            .client_pin(&client_pin::Request::get_uv_retries(protocol))
+            .await?;
+        reply
+            .uv_retries
+            .ok_or(DeviceError::Pin("getUVRetries reply without uvRetries"))
+    }
+
+    /// getKeyAgreement + encapsulate: a fresh shared secret with the device.
+    async fn session(&mut self, protocol: PinProtocol) -> Result<PlatformSession, DeviceError> {
+        let reply = self
+            .client_pin(&client_pin::Request::get_key_agreement(protocol.version()))
+            .await?;
+        let key: CoseKey = reply.key_agreement.ok_or(DeviceError::Pin(
+            "getKeyAgreement reply without keyAgreement",
+        ))?;
+        with_rng(|rng| PlatformSession::new(protocol, &key, rng))
+    }
+
+    /// setPIN: set the first PIN (4..=63 bytes of UTF-8; the device may demand more).
+    pub async fn set_pin(&mut self, new_pin: &str) -> Result<(), DeviceError> {
+        let protocol = self.require_pin_protocol()?;
+        let session = self.session(protocol).await?;
+        let request = with_rng(|rng| session.set_pin(new_pin, rng))?;
+        self.client_pin(&request).await?;
+        self.refresh_info().await?;
+        Ok(())
+    }
+
+    /// changePIN.
+    pub async fn change_pin(
+        &mut self,
+        current_pin: &str,
+        new_pin: &str,
+    ) -> Result<(), DeviceError> {
+        let protocol = self.require_pin_protocol()?;
+        let session = self.session(protocol).await?;
+        let request = with_rng(|rng| session.change_pin(current_pin, new_pin, rng))?;
+        self.client_pin(&request).await?;
+        self.refresh_info().await?;
+        Ok(())
+    }
+
+    /// A pinUvAuthToken from the PIN: getPinUvAuthTokenUsingPinWithPermissions with
+    /// `permissions` and `rp_id` on keys with the `pinUvAuthToken` option (CTAP 2.1), else
+    /// the CTAP 2.0 getPinToken (which grants everything).
+    pub async fn pin_uv_auth_token(
+        &mut self,
+        pin: &str,
+        permissions: Permissions,
+        rp_id: Option<&str>,
+    ) -> Result<PinUvAuthToken, DeviceError> {
+        let protocol = self.require_pin_protocol()?;
+        let session = self.session(protocol).await?;
+        let with_permissions = self
+            .info
+            .as_ref()
+            .is_some_and(|i| i.option_value("pinUvAuthToken") == Some(true));
+        let request = if with_permissions {
+            with_rng(|rng| {
+                session.get_pin_uv_auth_token_using_pin(
+                    pin,
+                    permissions,
+                    rp_id.map(str::to_owned),
+                    rng,
+                )
+            })?
+        } else {
+            with_rng(|rng| session.get_pin_token(pin, rng))?
+        };
+        let reply = self.client_pin(&request).await?;
+        let token = session.decrypt_token(&reply)?;
+        Ok(PinUvAuthToken { protocol, token })
+    }
+
+    // ---- Credential management (CTAP 2.1 §6.8) -------------------------------------------
+
+    /// Whether credential management is available, and through which command byte: 0x0A
+    /// (`credMgmt`), or the FIDO_2_1_PRE prototype 0x41 (`credentialMgmtPreview`) when only
+    /// that is reported.
+    pub fn credential_management_command(&self) -> Option<u8> {
+        let info = self.info.as_ref()?;
+        if info.option_value("credMgmt") == Some(true) {
+            Some(crate::ctap2::commands::CMD_CREDENTIAL_MANAGEMENT)
+        } else if info.option_value("credentialMgmtPreview") == Some(true) {
+            Some(crate::ctap2::commands::CMD_CREDENTIAL_MANAGEMENT_PROTOTYPE)
+        } else {
+            None
+        }
+    }
+
+    /// One credential-management subcommand, authenticated with `token` (which needs the
+    /// `cm` permission) where the subcommand requires it.
+    pub async fn credential_management(
+        &mut self,
+        token: Option<&PinUvAuthToken>,
+        sub_command: credential_management::SubCommand,
+        params: Option<credential_management::SubCommandParams>,
+    ) -> Result<credential_management::Response, DeviceError> {
+        let cmd = self
+            .credential_management_command()
+            .ok_or(DeviceError::Unsupported("credential management"))?;
+        let mut request = credential_management::Request::new(sub_command, params);
+        if let Some(token) = token {
+            request.pin_uv_auth_protocol = Some(token.protocol().version());
+            request.pin_uv_auth_param = Some(token.authenticate(&request.auth_message()));
+        }
+        let bytes = if cmd == crate::ctap2::commands::CMD_CREDENTIAL_MANAGEMENT {
+            request.encode()
+        } else {
+            request.encode_prototype()
+        };
+        let reply = self
+            .cbor_raw(&bytes, &CancellationToken::new(), &mut |_| {})
+            .await?;
+        Ok(credential_management::Response::decode(
+            crate::ctap2::commands::split_status(&reply)?,
+        )?)
+    }
+
+    /// getCredsMetadata: (existing discoverable credentials, remaining capacity).
+    pub async fn creds_metadata(
+        &mut self,
+        token: &PinUvAuthToken,
+    ) -> Result<(u64, u64), DeviceError> {
+        use credential_management::SubCommand;
+        let reply = self
+            .credential_management(Some(token), SubCommand::GET_CREDS_METADATA, None)
+            .await?;
+        Ok((
+            reply.existing_resident_credentials_count.unwrap_or(0),
+            reply
+                .max_possible_remaining_resident_credentials_count
+                .unwrap_or(0),
+        ))
+    }
+
+    /// enumerateRPsBegin + enumerateRPsGetNextRP: every RP with discoverable credentials
+    /// (`rp` and `rp_id_hash` of each reply). No credentials → empty.
+    pub async fn enumerate_rps(
+        &mut self,
+        token: &PinUvAuthToken,
+    ) -> Result<Vec<credential_management::Response>, DeviceError> {
+        use credential_management::SubCommand;
+        let first = match self
+            .credential_management(Some(token), SubCommand::ENUMERATE_RPS_BEGIN, None)
+            .await
+        {
+            Err(err) if err.status() == Some(StatusCode::CTAP2_ERR_NO_CREDENTIALS) => {
+                return Ok(Vec::new());
+            }
+            other => other?,
+        };
+        let total = first.total_rps.unwrap_or(1).clamp(1, 1024);
+        let mut all = vec![first];
+        for _ in 1..total {
+            all.push(
+                self.credential_management(None, SubCommand::ENUMERATE_RPS_GET_NEXT_RP, None)
+                    .await?,
+            );
+        }
+        Ok(all)
+    }
+
+    /// enumerateCredentialsBegin + GetNextCredential for one RP (by rpIDHash).
+    pub async fn enumerate_credentials(
+        &mut self,
+        token: &PinUvAuthToken,
+        rp_id_hash: [u8; 32],
+    ) -> Result<Vec<credential_management::Response>, DeviceError> {
+        use credential_management::{SubCommand, SubCommandParams};
+        let params = SubCommandParams {
+            rp_id_hash: Some(rp_id_hash),
+            ..Default::default()
+        };
+        let first = match self
+            .credential_management(
+                Some(token),
+                SubCommand::ENUMERATE_CREDENTIALS_BEGIN,
+                Some(params),
+            )
+            .await
+        {
+            Err(err) if err.status() == Some(StatusCode::CTAP2_ERR_NO_CREDENTIALS) => {
+                return Ok(Vec::new());
+            }
+            other => other?,
+        };
+        let total = first.total_credentials.unwrap_or(1).clamp(1, 1024);
+        let mut all = vec![first];
+        for _ in 1..total {
+            all.push(
+                self.credential_management(
+                    None,
+                    SubCommand::ENUMERATE_CREDENTIALS_GET_NEXT_CREDENTIAL,
+                    None,
+                )
+                .await?,
+            );
+        }
+        Ok(all)
+    }
+
+    /// deleteCredential.
+    pub async fn delete_credential(
+        &mut self,
+        token: &PinUvAuthToken,
+        credential_id: PublicKeyCredentialDescriptor,
+    ) -> Result<(), DeviceError> {
+        use credential_management::{SubCommand, SubCommandParams};
+        let params = SubCommandParams {
+            credential_id: Some(credential_id),
+            ..Default::default()
+        };
+        self.credential_management(Some(token), SubCommand::DELETE_CREDENTIAL, Some(params))
+            .await?;
+        Ok(())
+    }
+
+    /// updateUserInformation.
+    pub async fn update_user_information(
+        &mut self,
+        token: &PinUvAuthToken,
+        credential_id: PublicKeyCredentialDescriptor,
+        user: PublicKeyCredentialUserEntity,
+    ) -> Result<(), DeviceError> {
+        use credential_management::{SubCommand, SubCommandParams};
+        let params = SubCommandParams {
+            credential_id: Some(credential_id),
+            user: Some(user),
+            ..Default::default()
+        };
+        self.credential_management(
+            Some(token),
+            SubCommand::UPDATE_USER_INFORMATION,
+            Some(params),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Status codes that an authenticator only returns after the user touched it, so they
+/// decide a race between several keys (and answer a selection): CTAP 2.1 §6.1.2 (excluded
+/// credential), §6.2.2 (no credentials), the PIN errors of the selection MakeCredential.
+pub fn is_touch_status(code: StatusCode) -> bool {
+    [
+        StatusCode::CTAP2_ERR_CREDENTIAL_EXCLUDED,
+        StatusCode::CTAP2_ERR_NO_CREDENTIALS,
+        StatusCode::CTAP2_ERR_OPERATION_DENIED,
+        StatusCode::CTAP2_ERR_PIN_INVALID,
+        StatusCode::CTAP2_ERR_PIN_NOT_SET,
+        StatusCode::CTAP2_ERR_PIN_AUTH_INVALID,
+    ]
+    .contains(&code)
+}
+
+/// The MakeCredential that selects a CTAP 2.0 key: empty pinUvAuthParam (CTAP 2.1 §6.1.1).
+fn dummy_make_credential() -> make_credential::Request {
+    use crate::ctap2::{PublicKeyCredentialParameters, PublicKeyCredentialRpEntity};
+    make_credential::Request {
+        client_data_hash: vec![0; 32],
+        rp: PublicKeyCredentialRpEntity {
+            id: ".dummy".to_owned(),
+            name: None,
+        },
+        user: PublicKeyCredentialUserEntity {
+            id: vec![1],
+            name: Some("dummy".to_owned()),
+            display_name: None,
+        },
+        pub_key_cred_params: vec![PublicKeyCredentialParameters {
+            type_: "public-key".to_owned(),
+            alg: -7,
+        }],
+        exclude_list: None,
+        extensions: None,
+        options: None,
+        pin_uv_auth_param: Some(Vec::new()),
+        pin_uv_auth_protocol: Some(1),
+        enterprise_attestation: None,
+    }
 }
 
 /// CTAPHID_INIT on `cid` (broadcast to allocate, or the channel to resynchronise), three
@@ -347,4 +875,154 @@ async fn init_channel<P: ReportPipe>(
         }
     }
     Err(DeviceError::Timeout)
+}
+
+// ---- Several keys at once -----------------------------------------------------------------
+
+/// The outcome of a race between several devices.
+#[derive(Debug)]
+pub struct RaceOutcome<T> {
+    /// The device the user touched first (its reply was a success or a touch status, see
+    /// [`is_touch_status`]); `None` if no device got that far.
+    pub winner: Option<usize>,
+    /// Every device's result, in device order. The losers normally end with
+    /// [`DeviceError::Cancelled`].
+    pub results: Vec<Result<T, DeviceError>>,
+}
+
+/// Whether a raw CTAP2 reply (status byte + CBOR) shows the user touched the device.
+fn touched(reply: &Result<Vec<u8>, DeviceError>) -> bool {
+    match reply {
+        Ok(bytes) => match bytes.first() {
+            Some(0) => true,
+            Some(&status) => is_touch_status(StatusCode(status)),
+            None => false,
+        },
+        Err(_) => false,
+    }
+}
+
+/// Send a CTAP2 request to every device at once (`request` builds each device's bytes, e.g.
+/// with its own pinUvAuthParam); the first device whose reply shows a touch wins and every
+/// other device still waiting gets CTAPHID_CANCEL. Cancelling `cancel` cancels them all.
+/// Results are raw replies (status byte + CBOR).
+pub async fn race_cbor<P: ReportPipe>(
+    devices: &mut [Device<P>],
+    request: impl Fn(&Device<P>) -> Result<Vec<u8>, DeviceError>,
+    cancel: &CancellationToken,
+) -> RaceOutcome<Vec<u8>> {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Poll;
+
+    type Pending<'a> = Pin<Box<dyn Future<Output = Result<Vec<u8>, DeviceError>> + Send + 'a>>;
+    let tokens: Vec<CancellationToken> = devices.iter().map(|_| cancel.child_token()).collect();
+    let mut results: Vec<Option<Result<Vec<u8>, DeviceError>>> =
+        devices.iter().map(|_| None).collect();
+    let mut pending: Vec<Option<Pending<'_>>> = Vec::with_capacity(devices.len());
+    for (index, device) in devices.iter_mut().enumerate() {
+        match request(device) {
+            Ok(bytes) => {
+                let token = tokens[index].clone();
+                pending.push(Some(Box::pin(async move {
+                    device.cbor_raw(&bytes, &token, &mut |_| {}).await
+                })));
+            }
+            Err(err) => {
+                results[index] = Some(Err(err));
+                pending.push(None);
+            }
+        }
+    }
+    let mut winner = None;
+    std::future::poll_fn(|cx| {
+        for index in 0..pending.len() {
+            let Some(future) = pending[index].as_mut() else {
+                continue;
+            };
+            if let Poll::Ready(result) = future.as_mut().poll(cx) {
+                pending[index] = None;
+                if winner.is_none() && touched(&result) {
+                    winner = Some(index);
+                    for (other, token) in tokens.iter().enumerate() {
+                        if other != index {
+                            token.cancel();
+                        }
+                    }
+                }
+                results[index] = Some(result);
+            }
+        }
+        if pending.iter().all(Option::is_none) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    RaceOutcome {
+        winner,
+        results: results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(DeviceError::Cancelled)))
+            .collect(),
+    }
+}
+
+/// Let the user pick one of several keys by touching it (authenticatorSelection, or the
+/// CTAP 2.0 fallback of [`Device::selection`]). Returns the index of the touched key.
+pub async fn select_device<P: ReportPipe>(
+    devices: &mut [Device<P>],
+    cancel: &CancellationToken,
+) -> Result<usize, DeviceError> {
+    let outcome = race_cbor(devices, |d| d.selection_request(), cancel).await;
+    match outcome.winner {
+        Some(index) => Ok(index),
+        None if cancel.is_cancelled() => Err(DeviceError::Cancelled),
+        None => Err(outcome
+            .results
+            .into_iter()
+            .find_map(Result::err)
+            .unwrap_or(DeviceError::Unsupported("no CTAP2 key to select"))),
+    }
+}
+
+/// Run a typed command on every key at once; the first key touched answers, the others get
+/// CTAPHID_CANCEL. Returns the winner's index and its decoded reply (which may be a touch
+/// status error such as CREDENTIAL_EXCLUDED).
+pub async fn first_touched<P: ReportPipe, C: Command>(
+    devices: &mut [Device<P>],
+    request: &C,
+    cancel: &CancellationToken,
+) -> Result<(usize, Result<C::Response, DeviceError>), DeviceError> {
+    let bytes = request.encode();
+    let outcome = race_cbor(
+        devices,
+        |d| {
+            if d.is_ctap2() {
+                Ok(bytes.clone())
+            } else {
+                Err(DeviceError::Unsupported("CTAP2 on a CTAP1-only key"))
+            }
+        },
+        cancel,
+    )
+    .await;
+    let Some(index) = outcome.winner else {
+        if cancel.is_cancelled() {
+            return Err(DeviceError::Cancelled);
+        }
+        return Err(outcome
+            .results
+            .into_iter()
+            .find_map(Result::err)
+            .unwrap_or(DeviceError::Cancelled));
+    };
+    let reply = outcome
+        .results
+        .into_iter()
+        .nth(index)
+        .unwrap_or(Err(DeviceError::Cancelled))?;
+    let decoded = crate::ctap2::commands::decode_response::<C>(&reply).map_err(DeviceError::from);
+    Ok((index, decoded))
 }

@@ -9,6 +9,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use keygate::ctap2::commands::{encode_ok_response, get_info};
 use keygate::ctaphid::device::{DeviceConfig, DeviceEvent, DeviceFraming};
 use keygate::ctaphid::{Capabilities, ChannelId, HidCmd, KeepaliveStatus};
 use keygate::device::{Device, DeviceError, DeviceOptions};
@@ -81,6 +82,14 @@ fn scripted_device(
                     DeviceEvent::Send(r) => {
                         let _ = pipe.send(&r).await;
                     }
+                    DeviceEvent::Request { cid, cmd, payload }
+                        if cmd == HidCmd::CBOR && payload == [0x04] =>
+                    {
+                        // authenticatorGetInfo (sent by Device::open) is answered outside the script.
+                        for r in framing.respond(cid, cmd, &scripted_get_info()) {
+                            let _ = pipe.send(&r).await;
+                        }
+                    }
                     DeviceEvent::Request { cid, cmd, payload } => {
                         seen2.lock().unwrap().requests.push((cmd, payload));
                         let step = script[step_index.min(script.len() - 1)].clone();
@@ -117,6 +126,16 @@ fn scripted_device(
     (seen, task)
 }
 
+/// The scripted device's authenticatorGetInfo reply: a CTAP 2.1 key.
+fn scripted_get_info() -> Vec<u8> {
+    let info = get_info::Response {
+        versions: vec!["FIDO_2_0".into(), "FIDO_2_1".into()],
+        aaguid: [0x5c; 16],
+        ..Default::default()
+    };
+    encode_ok_response::<get_info::Request>(&info)
+}
+
 fn fast_options() -> DeviceOptions {
     DeviceOptions {
         init_timeout: Duration::from_millis(500),
@@ -142,14 +161,16 @@ async fn open_ping_cbor_over_the_pair() {
     let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
     assert_eq!(device.ping(&data).await.unwrap(), data);
     device.wink().await.unwrap();
+    assert!(device.is_ctap2() && device.supports_version("FIDO_2_1"));
+    assert_eq!(device.info().unwrap().aaguid, [0x5c; 16]);
     let reply = device
-        .cbor_raw(&[0x04], &CancellationToken::new(), &mut |_| {})
+        .cbor_raw(&[0x0b], &CancellationToken::new(), &mut |_| {})
         .await
         .unwrap();
     assert_eq!(reply, vec![0x00, 0xa0]);
     assert_eq!(
         seen.lock().unwrap().requests,
-        vec![(HidCmd::CBOR, vec![0x04])]
+        vec![(HidCmd::CBOR, vec![0x0b])]
     );
     // Resync keeps the channel.
     device.resync().await.unwrap();
@@ -214,7 +235,7 @@ async fn silent_device_times_out() {
     let mut device = Device::open(host, fast_options()).await.unwrap();
     let started = Instant::now();
     let err = device
-        .cbor_raw(&[0x04], &CancellationToken::new(), &mut |_| {})
+        .cbor_raw(&[0x0b], &CancellationToken::new(), &mut |_| {})
         .await
         .unwrap_err();
     assert!(matches!(err, DeviceError::Timeout), "{err:?}");
@@ -314,7 +335,7 @@ async fn driver_over_the_seqpacket_socket() {
     let pipe = SeqpacketPipe::connect(&path).await.unwrap();
     let mut device = Device::open(pipe, fast_options()).await.unwrap();
     let reply = device
-        .cbor_raw(&[0x04], &CancellationToken::new(), &mut |_| {})
+        .cbor_raw(&[0x0b], &CancellationToken::new(), &mut |_| {})
         .await
         .unwrap();
     assert_eq!(reply, vec![0x00, 0xa1, 0x01, 0x02]);
@@ -379,4 +400,61 @@ async fn mux_pipes(mut a: impl ReportPipe, mut b: impl ReportPipe, mut device: i
             },
         }
     }
+}
+
+#[tokio::test]
+async fn two_keys_first_touched_wins_the_other_gets_cancel() {
+    let (host_a, dev_a) = hid::pair();
+    let (host_b, dev_b) = hid::pair();
+    // Key 0 waits for its touch forever; key 1 is touched after 100 ms.
+    let (seen_a, task_a) =
+        scripted_device(dev_a, DeviceConfig::default(), vec![Step::WaitForCancel]);
+    let (seen_b, task_b) = scripted_device(
+        dev_b,
+        DeviceConfig::default(),
+        vec![Step::WaitThenReply(Duration::from_millis(100), vec![0x00])],
+    );
+    let mut devices = vec![
+        Device::open(host_a, fast_options()).await.unwrap(),
+        Device::open(host_b, fast_options()).await.unwrap(),
+    ];
+    let winner = keygate::device::select_device(&mut devices, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(winner, 1);
+    // Both got authenticatorSelection (0x0b); only the waiting one got CTAPHID_CANCEL.
+    assert_eq!(
+        seen_a.lock().unwrap().requests,
+        vec![(HidCmd::CBOR, vec![0x0b])]
+    );
+    assert_eq!(
+        seen_b.lock().unwrap().requests,
+        vec![(HidCmd::CBOR, vec![0x0b])]
+    );
+    assert_eq!(seen_a.lock().unwrap().cancels, vec![devices[0].cid()]);
+    assert!(seen_b.lock().unwrap().cancels.is_empty());
+    drop(devices);
+    task_a.await.unwrap();
+    task_b.await.unwrap();
+}
+
+#[tokio::test]
+async fn race_with_no_touch_is_cancelled_by_the_caller() {
+    let (host_a, dev_a) = hid::pair();
+    let (seen_a, task_a) =
+        scripted_device(dev_a, DeviceConfig::default(), vec![Step::WaitForCancel]);
+    let mut devices = vec![Device::open(host_a, fast_options()).await.unwrap()];
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        trigger.cancel();
+    });
+    let err = keygate::device::select_device(&mut devices, &cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DeviceError::Cancelled), "{err:?}");
+    assert_eq!(seen_a.lock().unwrap().cancels.len(), 1);
+    drop(devices);
+    task_a.await.unwrap();
 }

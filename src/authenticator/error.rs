@@ -32,5 +32,5 @@ pub enum AuthnError {
     Random,
     /// A HID transport error while serving.
     #[error("hid transport: {0}")]
-    Hid(String),
+    Hid(#[from] crate::hid::HidError),
 }

@@ -14,6 +14,7 @@ pub mod keys;
 mod options;
 mod pin;
 mod presence;
+mod serve;
 mod softkey;
 mod u2f;
 mod vault;
@@ -30,6 +31,7 @@ pub use presence::{
     ApprovalHandle, AutoApproveForTests, DenyForTests, PresenceOutcome, UserPresence,
     VirtualPresence,
 };
+pub use serve::{KEEPALIVE_INTERVAL, device_config, serve};
 pub use softkey::{
     InjectCredential, LastOperation, RESET_WINDOW, SharedSoftKey, SoftKey, TestControls,
 };

@@ -351,12 +351,6 @@ impl PinState {
         self.token.permissions &= permission::LBW;
     }
 
-    /// Whether the token's user-present flag is still set (`getUserPresentFlagValue`).
-    pub fn token_user_present(&mut self, now: Instant) -> bool {
-        self.expire(now);
-        self.token.user_present
-    }
-
     /// Records that the user was present for this token (after a presence check).
     pub fn mark_user_present(&mut self) {
         if self.token.in_use {

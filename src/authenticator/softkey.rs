@@ -416,11 +416,11 @@ impl SoftKey {
 
     /// Advances the signature counter for `cred` and returns the new value.
     pub(crate) fn bump_counter(&mut self, cred: &Credential) -> u32 {
-        if self.options.counter == CounterMode::PerCredential {
-            if let Some(stored) = self.state.credentials.iter_mut().find(|c| c.id == cred.id) {
-                stored.sign_count = stored.sign_count.wrapping_add(1);
-                return stored.sign_count;
-            }
+        if self.options.counter == CounterMode::PerCredential
+            && let Some(stored) = self.state.credentials.iter_mut().find(|c| c.id == cred.id)
+        {
+            stored.sign_count = stored.sign_count.wrapping_add(1);
+            return stored.sign_count;
         }
         self.state.global_counter = self.state.global_counter.wrapping_add(1);
         self.state.global_counter

@@ -58,6 +58,15 @@ fn parse_apdu(apdu: &[u8]) -> Option<Apdu<'_>> {
             // Extended: 00 Lc Lc data [Le Le]
             let lc = usize::from(u16::from_be_bytes([body[1], body[2]]));
             let rest = body.len() - 3;
+            if lc == 0 && rest <= 2 {
+                // 00 00 00 [Le Le]: no data (python-fido2 sends VERSION this way).
+                return Some(Apdu {
+                    cla,
+                    ins,
+                    p1,
+                    data: &[],
+                });
+            }
             if lc == 0 || !(rest == lc || rest == lc + 2) {
                 return None;
             }
@@ -248,6 +257,10 @@ mod tests {
         assert_eq!(
             parse_apdu(&[0, 1, 0, 0, 0, 0, 2, 9, 9, 0, 0]).unwrap().data,
             &[9, 9]
+        );
+        assert_eq!(
+            parse_apdu(&[0, 3, 0, 0, 0, 0, 0, 0, 0]).unwrap().data,
+            &[] as &[u8]
         );
         assert!(parse_apdu(&[0, 1, 0]).is_none());
         assert!(parse_apdu(&[0, 1, 0, 0, 3, 9, 9]).is_none());

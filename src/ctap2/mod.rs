@@ -12,6 +12,7 @@
 //! | [`commands`] | one module per command, `Request` / `Response` with encode and decode both ways |
 //! | [`types`], [`cose`], [`auth_data`], [`attestation`], [`extensions`] | shared entities |
 //! | [`pin_protocol`] | PIN/UV auth protocols 1 and 2, PIN padding and hashing, permissions |
+//! | [`u2f`] | CTAP1/U2F raw messages in ISO 7816-4 APDUs, both sides |
 //!
 //! ## Request decoding errors
 //!
@@ -41,6 +42,7 @@ pub mod extensions;
 pub mod pin_protocol;
 pub mod status;
 pub mod types;
+pub mod u2f;
 
 pub use attestation::AttestationStatement;
 pub use auth_data::{AttestedCredentialData, AuthenticatorData, AuthenticatorDataFlags};

@@ -8,11 +8,15 @@
 //! Imports: `device`, `ctap2`; never `service` (which sits on top) or `rp`.
 
 pub mod b64;
+pub mod client;
 pub mod client_data;
 pub mod error;
 pub mod extensions;
+pub mod interaction;
 pub mod json;
 pub mod origin;
 pub mod psl;
 
+pub use client::{Authenticator, WebAuthnClient};
 pub use error::WebAuthnError;
+pub use interaction::{CredentialChoice, Interaction, PinRequest, Scripted};

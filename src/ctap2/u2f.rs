@@ -1,0 +1,600 @@
+//! CTAP1/U2F raw messages (FIDO U2F Raw Message Formats v1.2) in ISO 7816-4 APDUs, both sides.
+//! CTAP 2.1 §11.2 describes how a CTAP2 platform talks to a CTAP1 authenticator with them.
+//!
+//! APDUs are accepted in short and extended length form (ISO 7816-4 §5.1, cases 1-4, plus the
+//! form python-fido2 sends: extended with Lc = 0 and Le); [`Apdu::encode`] writes the extended
+//! form that the U2F HID binding requires.
+//!
+//! | message | data | response |
+//! |---|---|---|
+//! | VERSION (INS 0x03) | none | "U2F_V2" |
+//! | REGISTER (INS 0x01) | challenge (32) ‖ application (32) | 0x05 ‖ public key (65) ‖ L ‖ key handle ‖ certificate ‖ signature |
+//! | AUTHENTICATE (INS 0x02, P1 0x03 / 0x07 / 0x08) | challenge (32) ‖ application (32) ‖ L ‖ key handle | user presence ‖ counter (4) ‖ signature |
+
+use super::error::Ctap2Error;
+
+/// An ISO 7816 status word (SW1 SW2). Open newtype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StatusWord(pub u16);
+
+impl StatusWord {
+    /// 0x9000 SW_NO_ERROR.
+    pub const NO_ERROR: Self = Self(0x9000);
+    /// 0x6985 SW_CONDITIONS_NOT_SATISFIED: user presence needed (or check-only with a valid key handle).
+    pub const CONDITIONS_NOT_SATISFIED: Self = Self(0x6985);
+    /// 0x6A80 SW_WRONG_DATA: e.g. a key handle that is not ours.
+    pub const WRONG_DATA: Self = Self(0x6A80);
+    /// 0x6700 SW_WRONG_LENGTH.
+    pub const WRONG_LENGTH: Self = Self(0x6700);
+    /// 0x6D00 SW_INS_NOT_SUPPORTED.
+    pub const INS_NOT_SUPPORTED: Self = Self(0x6D00);
+    /// 0x6E00 SW_CLA_NOT_SUPPORTED.
+    pub const CLA_NOT_SUPPORTED: Self = Self(0x6E00);
+
+    /// Big-endian bytes.
+    pub fn to_bytes(self) -> [u8; 2] {
+        self.0.to_be_bytes()
+    }
+}
+
+/// INS of U2F_REGISTER.
+pub const INS_REGISTER: u8 = 0x01;
+/// INS of U2F_AUTHENTICATE.
+pub const INS_AUTHENTICATE: u8 = 0x02;
+/// INS of U2F_VERSION.
+pub const INS_VERSION: u8 = 0x03;
+/// The only version string of U2F raw messages 1.2.
+pub const VERSION: &[u8] = b"U2F_V2";
+/// The reserved first byte of a registration response.
+pub const REGISTER_RESERVED: u8 = 0x05;
+
+/// An ISO 7816-4 command APDU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Apdu {
+    /// Class byte (0x00 for U2F).
+    pub cla: u8,
+    /// Instruction byte.
+    pub ins: u8,
+    /// Parameter 1.
+    pub p1: u8,
+    /// Parameter 2.
+    pub p2: u8,
+    /// Command data (Lc bytes).
+    pub data: Vec<u8>,
+    /// Expected response length Ne (1..=65536), if Le was present.
+    pub le: Option<u32>,
+}
+
+impl Apdu {
+    /// An APDU with CLA 0 and Le = 65536 (the largest, as U2F clients send).
+    pub fn new(ins: u8, p1: u8, p2: u8, data: Vec<u8>) -> Self {
+        Self {
+            cla: 0,
+            ins,
+            p1,
+            p2,
+            data,
+            le: Some(65_536),
+        }
+    }
+
+    /// Parses short or extended APDUs. Lengths that match no ISO 7816-4 case are 0x6700.
+    pub fn parse(bytes: &[u8]) -> Result<Self, StatusWord> {
+        if bytes.len() < 4 {
+            return Err(StatusWord::WRONG_LENGTH);
+        }
+        let (cla, ins, p1, p2) = (bytes[0], bytes[1], bytes[2], bytes[3]);
+        let body = &bytes[4..];
+        let build = |data: &[u8], le: Option<u32>| Self {
+            cla,
+            ins,
+            p1,
+            p2,
+            data: data.to_vec(),
+            le,
+        };
+        let short_le = |byte: u8| if byte == 0 { 256 } else { u32::from(byte) };
+        let extended_le = |hi: u8, lo: u8| match u32::from(u16::from_be_bytes([hi, lo])) {
+            0 => 65_536,
+            n => n,
+        };
+        match body {
+            // Case 1.
+            [] => Ok(build(&[], None)),
+            // Case 2S.
+            [le] => Ok(build(&[], Some(short_le(*le)))),
+            // Case 2E.
+            [0, hi, lo] => Ok(build(&[], Some(extended_le(*hi, *lo)))),
+            // Extended: 00 Lc1 Lc2 data [Le1 Le2].
+            [0, hi, lo, rest @ ..] => {
+                let lc = usize::from(u16::from_be_bytes([*hi, *lo]));
+                if rest.len() == lc {
+                    Ok(build(rest, None))
+                } else if rest.len() == lc + 2 {
+                    Ok(build(
+                        &rest[..lc],
+                        Some(extended_le(rest[lc], rest[lc + 1])),
+                    ))
+                } else {
+                    Err(StatusWord::WRONG_LENGTH)
+                }
+            }
+            // Short: Lc data [Le].
+            [lc, rest @ ..] => {
+                let lc = usize::from(*lc);
+                if rest.len() == lc {
+                    Ok(build(rest, None))
+                } else if rest.len() == lc + 1 {
+                    Ok(build(&rest[..lc], Some(short_le(rest[lc]))))
+                } else {
+                    Err(StatusWord::WRONG_LENGTH)
+                }
+            }
+        }
+    }
+
+    /// The extended-length encoding (U2F HID binding): `CLA INS P1 P2 00 Lc1 Lc2 data Le1 Le2`,
+    /// or `CLA INS P1 P2 00 Le1 Le2` without data. Data longer than 65535 bytes is an error.
+    pub fn encode(&self) -> Result<Vec<u8>, Ctap2Error> {
+        let mut out = vec![self.cla, self.ins, self.p1, self.p2];
+        let lc = u16::try_from(self.data.len())
+            .map_err(|_| Ctap2Error::U2fMalformed("APDU data too long"))?;
+        if !self.data.is_empty() || self.le.is_some() {
+            out.push(0);
+        }
+        if !self.data.is_empty() {
+            out.extend_from_slice(&lc.to_be_bytes());
+            out.extend_from_slice(&self.data);
+        }
+        if let Some(le) = self.le {
+            let le = match le {
+                65_536 => 0,
+                n => u16::try_from(n).map_err(|_| Ctap2Error::U2fMalformed("Le too large"))?,
+            };
+            out.extend_from_slice(&le.to_be_bytes());
+        }
+        Ok(out)
+    }
+
+    /// The short-length encoding `CLA INS P1 P2 [Lc data] [Le]`; data must be at most 255 bytes;
+    /// Le above 255 is written as 0x00 (256).
+    pub fn encode_short(&self) -> Result<Vec<u8>, Ctap2Error> {
+        let mut out = vec![self.cla, self.ins, self.p1, self.p2];
+        if !self.data.is_empty() {
+            let lc = u8::try_from(self.data.len())
+                .map_err(|_| Ctap2Error::U2fMalformed("data too long for a short APDU"))?;
+            out.push(lc);
+            out.extend_from_slice(&self.data);
+        }
+        if let Some(le) = self.le {
+            // Le = 0x00 asks for the most a short APDU can return (256 bytes).
+            out.push(u8::try_from(le).ok().filter(|&n| n != 0).unwrap_or(0));
+        }
+        Ok(out)
+    }
+}
+
+/// The AUTHENTICATE control byte (P1). Open newtype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AuthenticateControl(pub u8);
+
+impl AuthenticateControl {
+    /// 0x03 enforce-user-presence-and-sign.
+    pub const ENFORCE_USER_PRESENCE_AND_SIGN: Self = Self(0x03);
+    /// 0x07 check-only: 0x6985 if the key handle is ours, 0x6A80 if not.
+    pub const CHECK_ONLY: Self = Self(0x07);
+    /// 0x08 dont-enforce-user-presence-and-sign.
+    pub const DONT_ENFORCE_USER_PRESENCE_AND_SIGN: Self = Self(0x08);
+}
+
+/// U2F_REGISTER request data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterRequest {
+    /// Challenge parameter: SHA-256 of the client data.
+    pub challenge: [u8; 32],
+    /// Application parameter: SHA-256 of the application identity (RP ID).
+    pub application: [u8; 32],
+}
+
+/// U2F_AUTHENTICATE request data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticateRequest {
+    /// P1.
+    pub control: AuthenticateControl,
+    /// Challenge parameter.
+    pub challenge: [u8; 32],
+    /// Application parameter.
+    pub application: [u8; 32],
+    /// Key handle (at most 255 bytes).
+    pub key_handle: Vec<u8>,
+}
+
+/// A U2F request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum U2fRequest {
+    /// U2F_VERSION.
+    Version,
+    /// U2F_REGISTER.
+    Register(RegisterRequest),
+    /// U2F_AUTHENTICATE.
+    Authenticate(AuthenticateRequest),
+}
+
+impl U2fRequest {
+    /// Authenticator side: decodes a request APDU. CLA ≠ 0 → 0x6E00; unknown INS → 0x6D00;
+    /// bad lengths → 0x6700; an unknown AUTHENTICATE control byte → 0x6A80.
+    pub fn decode(apdu: &[u8]) -> Result<Self, StatusWord> {
+        let apdu = Apdu::parse(apdu)?;
+        if apdu.cla != 0 {
+            return Err(StatusWord::CLA_NOT_SUPPORTED);
+        }
+        let param = |range: std::ops::Range<usize>| -> [u8; 32] {
+            let mut out = [0u8; 32];
+            out.copy_from_slice(&apdu.data[range]);
+            out
+        };
+        match apdu.ins {
+            INS_VERSION => {
+                if apdu.data.is_empty() {
+                    Ok(Self::Version)
+                } else {
+                    Err(StatusWord::WRONG_LENGTH)
+                }
+            }
+            INS_REGISTER => {
+                if apdu.data.len() != 64 {
+                    return Err(StatusWord::WRONG_LENGTH);
+                }
+                Ok(Self::Register(RegisterRequest {
+                    challenge: param(0..32),
+                    application: param(32..64),
+                }))
+            }
+            INS_AUTHENTICATE => {
+                let control = AuthenticateControl(apdu.p1);
+                if ![
+                    AuthenticateControl::ENFORCE_USER_PRESENCE_AND_SIGN,
+                    AuthenticateControl::CHECK_ONLY,
+                    AuthenticateControl::DONT_ENFORCE_USER_PRESENCE_AND_SIGN,
+                ]
+                .contains(&control)
+                {
+                    return Err(StatusWord::WRONG_DATA);
+                }
+                if apdu.data.len() < 65 || apdu.data.len() != 65 + usize::from(apdu.data[64]) {
+                    return Err(StatusWord::WRONG_LENGTH);
+                }
+                Ok(Self::Authenticate(AuthenticateRequest {
+                    control,
+                    challenge: param(0..32),
+                    application: param(32..64),
+                    key_handle: apdu.data[65..].to_vec(),
+                }))
+            }
+            _ => Err(StatusWord::INS_NOT_SUPPORTED),
+        }
+    }
+
+    /// Host side: the request as an APDU.
+    pub fn to_apdu(&self) -> Result<Apdu, Ctap2Error> {
+        Ok(match self {
+            Self::Version => Apdu::new(INS_VERSION, 0, 0, Vec::new()),
+            Self::Register(request) => Apdu::new(
+                INS_REGISTER,
+                0,
+                0,
+                [request.challenge.as_slice(), &request.application].concat(),
+            ),
+            Self::Authenticate(request) => {
+                let len = u8::try_from(request.key_handle.len())
+                    .map_err(|_| Ctap2Error::U2fMalformed("key handle longer than 255 bytes"))?;
+                let mut data = Vec::with_capacity(65 + request.key_handle.len());
+                data.extend_from_slice(&request.challenge);
+                data.extend_from_slice(&request.application);
+                data.push(len);
+                data.extend_from_slice(&request.key_handle);
+                Apdu::new(INS_AUTHENTICATE, request.control.0, 0, data)
+            }
+        })
+    }
+
+    /// Host side: the extended-length APDU bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, Ctap2Error> {
+        self.to_apdu()?.encode()
+    }
+}
+
+/// U2F_REGISTER response data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterResponse {
+    /// The user public key, uncompressed P-256 point (0x04 ‖ x ‖ y).
+    pub public_key: [u8; 65],
+    /// Key handle (at most 255 bytes).
+    pub key_handle: Vec<u8>,
+    /// The attestation certificate, DER.
+    pub attestation_certificate: Vec<u8>,
+    /// ECDSA signature (DER) over [`RegisterResponse::signed_data`].
+    pub signature: Vec<u8>,
+}
+
+/// Length of the DER element at the start of `bytes` (tag, length, contents), if well formed.
+fn der_element_len(bytes: &[u8]) -> Option<usize> {
+    let first = *bytes.get(1)?;
+    let (header, len) = if first < 0x80 {
+        (2, usize::from(first))
+    } else {
+        let count = usize::from(first & 0x7F);
+        if count == 0 || count > 3 {
+            return None;
+        }
+        let len_bytes = bytes.get(2..2 + count)?;
+        let len = len_bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        (2 + count, len)
+    };
+    let total = header.checked_add(len)?;
+    (total <= bytes.len()).then_some(total)
+}
+
+impl RegisterResponse {
+    /// The bytes the attestation key signs: 0x00 ‖ application ‖ challenge ‖ key handle ‖ public key.
+    pub fn signed_data(&self, request: &RegisterRequest) -> Vec<u8> {
+        let mut data = vec![0x00];
+        data.extend_from_slice(&request.application);
+        data.extend_from_slice(&request.challenge);
+        data.extend_from_slice(&self.key_handle);
+        data.extend_from_slice(&self.public_key);
+        data
+    }
+
+    /// Response data (without the status word).
+    pub fn encode(&self) -> Result<Vec<u8>, Ctap2Error> {
+        let len = u8::try_from(self.key_handle.len())
+            .map_err(|_| Ctap2Error::U2fMalformed("key handle longer than 255 bytes"))?;
+        let mut out = vec![REGISTER_RESERVED];
+        out.extend_from_slice(&self.public_key);
+        out.push(len);
+        out.extend_from_slice(&self.key_handle);
+        out.extend_from_slice(&self.attestation_certificate);
+        out.extend_from_slice(&self.signature);
+        Ok(out)
+    }
+
+    /// Decodes response data (without the status word). The certificate length comes from its
+    /// DER header; the rest must be exactly one DER SEQUENCE, the signature.
+    pub fn decode(data: &[u8]) -> Result<Self, Ctap2Error> {
+        let malformed = Ctap2Error::U2fMalformed;
+        if data.first() != Some(&REGISTER_RESERVED) {
+            return Err(malformed("registration response does not start with 0x05"));
+        }
+        let public_key: [u8; 65] = data
+            .get(1..66)
+            .and_then(|key| key.try_into().ok())
+            .ok_or(malformed("registration response truncated"))?;
+        if public_key[0] != 0x04 {
+            return Err(malformed("public key is not an uncompressed point"));
+        }
+        let handle_len = usize::from(
+            *data
+                .get(66)
+                .ok_or(malformed("registration response truncated"))?,
+        );
+        let key_handle = data
+            .get(67..67 + handle_len)
+            .ok_or(malformed("key handle truncated"))?
+            .to_vec();
+        let rest = &data[67 + handle_len..];
+        if rest.first() != Some(&0x30) {
+            return Err(malformed("attestation certificate is not a DER SEQUENCE"));
+        }
+        let cert_len =
+            der_element_len(rest).ok_or(malformed("attestation certificate truncated"))?;
+        let (certificate, signature) = rest.split_at(cert_len);
+        if signature.first() != Some(&0x30) || der_element_len(signature) != Some(signature.len()) {
+            return Err(malformed("registration signature is not one DER SEQUENCE"));
+        }
+        Ok(Self {
+            public_key,
+            key_handle,
+            attestation_certificate: certificate.to_vec(),
+            signature: signature.to_vec(),
+        })
+    }
+}
+
+/// U2F_AUTHENTICATE response data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticateResponse {
+    /// User presence byte (bit 0 set when the user was present).
+    pub user_presence: u8,
+    /// Counter.
+    pub counter: u32,
+    /// ECDSA signature (DER) over [`AuthenticateResponse::signed_data`].
+    pub signature: Vec<u8>,
+}
+
+impl AuthenticateResponse {
+    /// The bytes the credential key signs: application ‖ user presence ‖ counter ‖ challenge.
+    pub fn signed_data(&self, application: &[u8; 32], challenge: &[u8; 32]) -> Vec<u8> {
+        let mut data = application.to_vec();
+        data.push(self.user_presence);
+        data.extend_from_slice(&self.counter.to_be_bytes());
+        data.extend_from_slice(challenge);
+        data
+    }
+
+    /// Response data (without the status word).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![self.user_presence];
+        out.extend_from_slice(&self.counter.to_be_bytes());
+        out.extend_from_slice(&self.signature);
+        out
+    }
+
+    /// Decodes response data (without the status word).
+    pub fn decode(data: &[u8]) -> Result<Self, Ctap2Error> {
+        if data.len() < 6 {
+            return Err(Ctap2Error::U2fMalformed(
+                "authentication response truncated",
+            ));
+        }
+        Ok(Self {
+            user_presence: data[0],
+            counter: u32::from_be_bytes([data[1], data[2], data[3], data[4]]),
+            signature: data[5..].to_vec(),
+        })
+    }
+}
+
+/// Authenticator side: response data followed by the status word.
+pub fn encode_response(data: &[u8], status: StatusWord) -> Vec<u8> {
+    let mut out = data.to_vec();
+    out.extend_from_slice(&status.to_bytes());
+    out
+}
+
+/// Host side: splits a response APDU into data and status word.
+pub fn split_response(response: &[u8]) -> Result<(&[u8], StatusWord), Ctap2Error> {
+    if response.len() < 2 {
+        return Err(Ctap2Error::U2fMalformed(
+            "response shorter than a status word",
+        ));
+    }
+    let (data, sw) = response.split_at(response.len() - 2);
+    Ok((data, StatusWord(u16::from_be_bytes([sw[0], sw[1]]))))
+}
+
+/// Host side: the data of a 0x9000 response; other status words are [`Ctap2Error::U2fStatus`].
+pub fn response_data(response: &[u8]) -> Result<&[u8], Ctap2Error> {
+    match split_response(response)? {
+        (data, StatusWord::NO_ERROR) => Ok(data),
+        (_, status) => Err(Ctap2Error::U2fStatus(status.0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apdu_cases_short_and_extended() {
+        let cases: [(&[u8], &[u8], Option<u32>); 9] = [
+            (&[0, 3, 0, 0], &[], None),
+            (&[0, 3, 0, 0, 0], &[], Some(256)),
+            (&[0, 3, 0, 0, 0, 0, 0], &[], Some(65_536)),
+            (&[0, 3, 0, 0, 0, 0x01, 0x00], &[], Some(256)),
+            (&[0, 1, 0, 0, 2, 0xAA, 0xBB], &[0xAA, 0xBB], None),
+            (&[0, 1, 0, 0, 2, 0xAA, 0xBB, 0x10], &[0xAA, 0xBB], Some(16)),
+            (&[0, 1, 0, 0, 0, 0, 2, 0xAA, 0xBB], &[0xAA, 0xBB], None),
+            (
+                &[0, 1, 0, 0, 0, 0, 2, 0xAA, 0xBB, 0, 0],
+                &[0xAA, 0xBB],
+                Some(65_536),
+            ),
+            // python-fido2's VERSION: extended, Lc = 0, Le = 0.
+            (&[0, 3, 0, 0, 0, 0, 0, 0, 0], &[], Some(65_536)),
+        ];
+        for (bytes, data, le) in cases {
+            let apdu = Apdu::parse(bytes).unwrap();
+            assert_eq!((apdu.data.as_slice(), apdu.le), (data, le), "{bytes:02x?}");
+        }
+        for bad in [
+            &[0u8, 1, 0][..],
+            &[0, 1, 0, 0, 3, 1],
+            &[0, 1, 0, 0, 0, 0, 3, 1],
+            &[0, 1, 0, 0, 2, 1, 2, 3, 4],
+        ] {
+            assert_eq!(
+                Apdu::parse(bad).unwrap_err(),
+                StatusWord::WRONG_LENGTH,
+                "{bad:02x?}"
+            );
+        }
+    }
+
+    #[test]
+    fn request_round_trips_and_errors() {
+        let version = U2fRequest::Version.encode().unwrap();
+        assert_eq!(version, [0x00, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00]);
+        assert_eq!(U2fRequest::decode(&version).unwrap(), U2fRequest::Version);
+        let register = U2fRequest::Register(RegisterRequest {
+            challenge: [1; 32],
+            application: [2; 32],
+        });
+        let bytes = register.encode().unwrap();
+        assert_eq!(&bytes[..7], &[0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x40]);
+        assert_eq!(bytes.len(), 7 + 64 + 2);
+        assert_eq!(U2fRequest::decode(&bytes).unwrap(), register);
+        let short = register.to_apdu().unwrap().encode_short().unwrap();
+        assert_eq!(U2fRequest::decode(&short).unwrap(), register);
+        let authenticate = U2fRequest::Authenticate(AuthenticateRequest {
+            control: AuthenticateControl::CHECK_ONLY,
+            challenge: [3; 32],
+            application: [4; 32],
+            key_handle: vec![5; 64],
+        });
+        let bytes = authenticate.encode().unwrap();
+        assert_eq!(bytes[2], 0x07);
+        assert_eq!(U2fRequest::decode(&bytes).unwrap(), authenticate);
+
+        assert_eq!(
+            U2fRequest::decode(&[0x80, 3, 0, 0]).unwrap_err(),
+            StatusWord::CLA_NOT_SUPPORTED
+        );
+        assert_eq!(
+            U2fRequest::decode(&[0, 0x55, 0, 0]).unwrap_err(),
+            StatusWord::INS_NOT_SUPPORTED
+        );
+        assert_eq!(
+            U2fRequest::decode(&[0, 1, 0, 0, 1, 0]).unwrap_err(),
+            StatusWord::WRONG_LENGTH
+        );
+        let mut bad_p1 = bytes.clone();
+        bad_p1[2] = 0x05;
+        assert_eq!(
+            U2fRequest::decode(&bad_p1).unwrap_err(),
+            StatusWord::WRONG_DATA
+        );
+        let mut bad_len = bytes.clone();
+        bad_len[7 + 64] = 63;
+        assert_eq!(
+            U2fRequest::decode(&bad_len).unwrap_err(),
+            StatusWord::WRONG_LENGTH
+        );
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let mut public_key = [7u8; 65];
+        public_key[0] = 4;
+        let certificate = [&[0x30, 0x81, 0x03][..], &[1, 2, 3]].concat();
+        let register = RegisterResponse {
+            public_key,
+            key_handle: vec![9; 40],
+            attestation_certificate: certificate,
+            signature: vec![0x30, 0x02, 0x01, 0x00],
+        };
+        let data = register.encode().unwrap();
+        assert_eq!(RegisterResponse::decode(&data).unwrap(), register);
+        for len in 0..data.len() {
+            assert!(RegisterResponse::decode(&data[..len]).is_err(), "{len}");
+        }
+        let response = encode_response(&data, StatusWord::NO_ERROR);
+        assert_eq!(response_data(&response).unwrap(), data.as_slice());
+        assert!(matches!(
+            response_data(&[0x69, 0x85]),
+            Err(Ctap2Error::U2fStatus(0x6985))
+        ));
+        let authenticate = AuthenticateResponse {
+            user_presence: 1,
+            counter: 0x0102_0304,
+            signature: vec![0x30, 0],
+        };
+        let data = authenticate.encode();
+        assert_eq!(&data[..5], &[1, 1, 2, 3, 4]);
+        assert_eq!(AuthenticateResponse::decode(&data).unwrap(), authenticate);
+        let signed = authenticate.signed_data(&[0xAA; 32], &[0xBB; 32]);
+        assert_eq!(signed.len(), 32 + 1 + 4 + 32);
+    }
+}

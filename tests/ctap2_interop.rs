@@ -1,0 +1,720 @@
+//! The `ctap2` codec and PIN/UV auth protocols against an outside oracle: python-fido2
+//! (`fido2==2.2.1`, found through `$KEYGATE_PYTHON`).
+//!
+//! Interop rule (COMMON.md): without the tool, the tests print `skipped: ...` and pass, unless
+//! `KEYGATE_REQUIRE_INTEROP=1`, where they fail.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use keygate::ctap2::commands::{
+    client_pin, config, credential_management as cm, get_assertion, get_info, large_blobs,
+    make_credential,
+};
+use keygate::ctap2::extensions::{
+    CredProtect, GetAssertionExtensions, HmacSecretInput, MakeCredentialExtensions,
+};
+use keygate::ctap2::pin_protocol::{
+    KeyAgreementKey, Permissions, PinProtocol, PlatformSession, pad_pin, pin_hash,
+};
+use keygate::ctap2::{
+    AttestationStatement, AttestedCredentialData, AuthenticatorData, AuthenticatorDataFlags,
+    CoseKey, CtapRequest, PublicKeyCredentialDescriptor, PublicKeyCredentialParameters,
+    PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity,
+};
+use serde_json::json;
+
+/// The venv python with fido2 importable, or `None` (after applying the skip/fail rule).
+fn python_fido2() -> Option<PathBuf> {
+    let required = std::env::var("KEYGATE_REQUIRE_INTEROP").as_deref() == Ok("1");
+    let found = std::env::var_os("KEYGATE_PYTHON")
+        .map(PathBuf::from)
+        .filter(|python| {
+            Command::new(python)
+                .args(["-c", "import fido2.ctap2.pin, fido2.cbor"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success())
+        });
+    if found.is_none() {
+        assert!(
+            !required,
+            "KEYGATE_REQUIRE_INTEROP=1 but python-fido2 ($KEYGATE_PYTHON with fido2) is not available"
+        );
+        println!(
+            "skipped: python-fido2 not found (set KEYGATE_PYTHON to a python with fido2==2.2.1)"
+        );
+    }
+    found
+}
+
+fn run_script(python: &PathBuf, script: &str, input: &serde_json::Value) -> serde_json::Value {
+    let path = format!("{}/tests/interop/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new(python)
+        .arg(&path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+fn field(value: &serde_json::Value, name: &str) -> Vec<u8> {
+    hex::decode(
+        value[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {value}")),
+    )
+    .unwrap()
+}
+
+fn counter_rng(seed: u8) -> impl FnMut(&mut [u8]) {
+    let mut next = seed;
+    move |buf: &mut [u8]| {
+        for byte in buf {
+            *byte = next;
+            next = next.wrapping_mul(31).wrapping_add(7);
+        }
+    }
+}
+
+fn p256_coordinates(key: &CoseKey) -> ([u8; 32], [u8; 32]) {
+    match key {
+        CoseKey::P256 { x, y, .. } => (*x, *y),
+        other => panic!("not P-256: {other:?}"),
+    }
+}
+
+/// python-fido2's own published protocol-1 vectors (tests/test_ctap2.py, `TestClientPin`): fixed
+/// platform key, authenticator key, shared secret, PIN hash encryption, token decryption, setPIN
+/// and changePIN parameters. Needs no python.
+#[test]
+fn python_fido2_published_protocol_one_vectors() {
+    let platform = KeyAgreementKey::from_secret_bytes(
+        &hex::decode("7452E599FEE739D8A653F6A507343D12D382249108A651402520B72F24FE7684")
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    )
+    .unwrap();
+    let (x, y) = p256_coordinates(&platform.public_key());
+    assert_eq!(
+        hex::encode_upper(x),
+        "44D78D7989B97E62EA993496C9EF6E8FD58B8B00715F9A89153DDD9C4657E47F"
+    );
+    assert_eq!(
+        hex::encode_upper(y),
+        "EC802EE7D22BD4E100F12E48537EB4E7E96ED3A47A0A3BD5F5EEAB65001664F9"
+    );
+    let device = CoseKey::P256 {
+        alg: -25,
+        x: hex::decode("0501D5BC78DA9252560A26CB08FCC60CBE0B6D3B8E1D1FCEE514FAC0AF675168")
+            .unwrap()
+            .try_into()
+            .unwrap(),
+        y: hex::decode("D551B3ED46F665731F95B4532939C25D91DB7EB844BD96D4ABD4083785F8DF47")
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    };
+    let shared = platform.decapsulate(PinProtocol::One, &device).unwrap();
+    assert_eq!(
+        hex::encode(shared.expose_secret()),
+        "c42a039d548100dfba521e487debcbbb8b66bb7496f8b1862a7a395ed83e1a1c"
+    );
+    let session = PlatformSession {
+        key_agreement: platform.public_key(),
+        shared,
+    };
+    let mut rng = counter_rng(1);
+
+    let request = session.get_pin_token("1234", &mut rng).unwrap();
+    assert_eq!(
+        hex::encode(request.pin_hash_enc.as_deref().unwrap()),
+        "afe8327ce416da8ee3d057589c2ce1a9"
+    );
+    let response = client_pin::Response {
+        pin_uv_auth_token: Some(hex::decode("7A9F98E31B77BE90F9C64D12E9635040").unwrap()),
+        ..Default::default()
+    };
+    assert_eq!(
+        hex::encode(session.decrypt_token(&response).unwrap().expose_secret()),
+        "aff12c6dcfbf9df52f7a09211e8865cd"
+    );
+
+    let request = session.set_pin("1234", &mut rng).unwrap();
+    assert_eq!(
+        hex::encode(request.new_pin_enc.as_deref().unwrap()),
+        "0222fc42c6dd76a274a7057858b9b29d98e8a722ec2dc6668476168c5320473cec9907b4cd76ce7943c96ba5683943211d84471e64d9c51e54763488cd66526a"
+    );
+    assert_eq!(
+        hex::encode(request.pin_uv_auth_param.as_deref().unwrap()),
+        "7b40c084ccc5794194189ab57836475f"
+    );
+
+    let request = session.change_pin("1234", "4321", &mut rng).unwrap();
+    assert_eq!(
+        hex::encode(request.new_pin_enc.as_deref().unwrap()),
+        "4280e14aac4fcbf02dd079985f0c0ffc9ea7d5f9c173fd1a4c843826f7590cb3c2d080c6923e2fe6d7a52c31ea1309d3fcca3dedae8a2ef14b6330cafc79339e"
+    );
+    assert_eq!(
+        hex::encode(request.pin_hash_enc.as_deref().unwrap()),
+        "afe8327ce416da8ee3d057589c2ce1a9"
+    );
+    assert_eq!(
+        hex::encode(request.pin_uv_auth_param.as_deref().unwrap()),
+        "fb97e92f3724d7c85e001d7f93e6490a"
+    );
+}
+
+/// Live oracle: python-fido2's PinProtocolV1/V2 on fixed keys against ours, both directions.
+#[test]
+fn pin_protocols_match_python_fido2() {
+    let Some(python) = python_fido2() else { return };
+    let authenticator_priv = [0x21u8; 32];
+    let platform_priv = [0x42u8; 32];
+    let plaintext: Vec<u8> = (0..64u8).collect();
+    let message = b"message authenticated by both sides".to_vec();
+    let token = [0x33u8; 32];
+    let pin = "12345678é";
+    let authenticator = KeyAgreementKey::from_secret_bytes(&authenticator_priv).unwrap();
+    let platform = KeyAgreementKey::from_secret_bytes(&platform_priv).unwrap();
+    let mut rng = counter_rng(9);
+
+    let protocols = [PinProtocol::One, PinProtocol::Two];
+    let mut ours = Vec::new();
+    let mut cases = Vec::new();
+    for protocol in protocols {
+        let shared = platform
+            .decapsulate(protocol, &authenticator.public_key())
+            .unwrap();
+        let ciphertext = shared.encrypt(&plaintext, &mut rng).unwrap();
+        cases.push(json!({
+            "protocol": protocol.version(),
+            "authenticator_priv": hex::encode(authenticator_priv),
+            "platform_priv": hex::encode(platform_priv),
+            "plaintext": hex::encode(&plaintext),
+            "message": hex::encode(&message),
+            "token": hex::encode(token),
+            "our_ciphertext": hex::encode(&ciphertext),
+            "pin": pin,
+        }));
+        ours.push((protocol, shared, ciphertext));
+    }
+    let results = run_script(&python, "ctap2_pin_oracle.py", &json!(cases));
+
+    for ((protocol, shared, ciphertext), result) in
+        ours.into_iter().zip(results.as_array().unwrap())
+    {
+        let name = format!("{protocol:?}");
+        let (x, y) = p256_coordinates(&authenticator.public_key());
+        assert_eq!(field(result, "authenticator_x"), x, "{name}");
+        assert_eq!(field(result, "authenticator_y"), y, "{name}");
+        let (x, y) = p256_coordinates(&platform.public_key());
+        assert_eq!(
+            (field(result, "platform_x"), field(result, "platform_y")),
+            (x.to_vec(), y.to_vec()),
+            "{name}"
+        );
+        // Shared secret: python's platform view == ours from both sides.
+        assert_eq!(
+            field(result, "shared"),
+            shared.expose_secret(),
+            "{name} shared secret"
+        );
+        let theirs = authenticator
+            .decapsulate(protocol, &platform.public_key())
+            .unwrap();
+        assert_eq!(theirs.expose_secret(), shared.expose_secret(), "{name}");
+        // encrypt / decrypt both ways.
+        assert_eq!(
+            field(result, "our_decrypted"),
+            plaintext,
+            "{name}: python decrypts ours"
+        );
+        let python_ciphertext = field(result, "python_ciphertext");
+        assert_eq!(
+            shared.decrypt(&python_ciphertext).unwrap().expose_secret(),
+            &plaintext,
+            "{name}: we decrypt python's"
+        );
+        if protocol == PinProtocol::One {
+            assert_eq!(python_ciphertext, ciphertext, "protocol 1 is deterministic");
+        } else {
+            assert_eq!(
+                python_ciphertext.len(),
+                16 + plaintext.len(),
+                "IV prepended"
+            );
+        }
+        // authenticate with the shared secret and with a token.
+        assert_eq!(
+            field(result, "authenticate_shared"),
+            shared.authenticate(&message),
+            "{name}"
+        );
+        assert_eq!(
+            field(result, "authenticate_token"),
+            protocol.authenticate(&token, &message),
+            "{name}"
+        );
+        assert!(protocol.verify(&token, &message, &field(result, "authenticate_token")));
+        // python-fido2 encapsulated against our authenticator key; we decapsulate.
+        let python_platform = CoseKey::P256 {
+            alg: -25,
+            x: field(result, "encapsulated_x").try_into().unwrap(),
+            y: field(result, "encapsulated_y").try_into().unwrap(),
+        };
+        let decapsulated = authenticator
+            .decapsulate(protocol, &python_platform)
+            .unwrap();
+        assert_eq!(
+            decapsulated.expose_secret(),
+            field(result, "encapsulated_shared"),
+            "{name} decapsulate"
+        );
+        // PIN encoding.
+        assert_eq!(
+            field(result, "pin_hash"),
+            pin_hash(pin.as_bytes()).expose_secret()
+        );
+        assert_eq!(
+            field(result, "padded_pin"),
+            pad_pin(pin).unwrap().expose_secret().as_slice()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CBOR: python-fido2 builds requests (its Ctap2, CredentialManagement, Config, LargeBlobs) against
+// responses we encoded; its requests must equal ours byte for byte, and it must accept our
+// responses with strict canonical checking.
+
+const TOKEN: [u8; 32] = [0x3C; 32];
+const LARGE_BLOB_KEY: [u8; 32] = [0x4B; 32];
+
+fn options(pairs: &[(&str, bool)]) -> Option<std::collections::BTreeMap<String, bool>> {
+    Some(pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect())
+}
+
+fn our_info() -> get_info::Response {
+    get_info::Response {
+        versions: vec!["FIDO_2_0".into(), "FIDO_2_1".into()],
+        extensions: Some(vec![
+            "credProtect".into(),
+            "hmac-secret".into(),
+            "largeBlobKey".into(),
+            "credBlob".into(),
+            "minPinLength".into(),
+        ]),
+        aaguid: [0xA5; 16],
+        options: options(&[
+            ("rk", true),
+            ("up", true),
+            ("clientPin", true),
+            ("credMgmt", true),
+            ("authnrCfg", true),
+            ("largeBlobs", true),
+            ("setMinPINLength", true),
+            ("pinUvAuthToken", true),
+            ("makeCredUvNotRqd", true),
+        ]),
+        max_msg_size: Some(1200),
+        pin_uv_auth_protocols: Some(vec![2, 1]),
+        max_credential_count_in_list: Some(8),
+        max_credential_id_length: Some(128),
+        transports: Some(vec!["usb".into()]),
+        algorithms: Some(vec![PublicKeyCredentialParameters::es256()]),
+        max_serialized_large_blob_array: Some(1024),
+        min_pin_length: Some(4),
+        firmware_version: Some(7),
+        max_cred_blob_length: Some(32),
+        remaining_discoverable_credentials: Some(10),
+        ..Default::default()
+    }
+}
+
+fn credential_id() -> Vec<u8> {
+    vec![0xAA; 16]
+}
+
+fn user() -> PublicKeyCredentialUserEntity {
+    PublicKeyCredentialUserEntity {
+        id: b"user-1".to_vec(),
+        name: Some("alice".into()),
+        display_name: Some("Alice".into()),
+    }
+}
+
+fn descriptor() -> PublicKeyCredentialDescriptor {
+    PublicKeyCredentialDescriptor::public_key(credential_id())
+}
+
+fn our_auth_data(attested: bool) -> AuthenticatorData {
+    AuthenticatorData {
+        rp_id_hash: [0x0E; 32],
+        flags: AuthenticatorDataFlags(AuthenticatorDataFlags::UP | AuthenticatorDataFlags::UV),
+        sign_count: 77,
+        attested_credential_data: attested.then(|| AttestedCredentialData {
+            aaguid: [0xA5; 16],
+            credential_id: credential_id(),
+            credential_public_key: KeyAgreementKey::from_secret_bytes(&[0x17; 32])
+                .map(|key| {
+                    let (x, y) = p256_coordinates(&key.public_key());
+                    CoseKey::P256 { alg: -7, x, y }
+                })
+                .unwrap(),
+        }),
+        extensions: None,
+    }
+}
+
+fn python_key_agreement() -> CoseKey {
+    CoseKey::P256 {
+        alg: -25,
+        x: [0x11; 32],
+        y: [0x12; 32],
+    }
+}
+
+#[test]
+fn cbor_matches_python_fido2() {
+    let Some(python) = python_fido2() else { return };
+    let protocol = PinProtocol::Two;
+
+    // Our responses.
+    let mc_response = make_credential::Response {
+        auth_data: our_auth_data(true).to_bytes(),
+        att_stmt: AttestationStatement::Packed {
+            alg: -7,
+            sig: vec![0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01],
+            x5c: None,
+        },
+        ep_att: None,
+        large_blob_key: None,
+    };
+    let ga_response = get_assertion::Response {
+        credential: Some(descriptor()),
+        auth_data: our_auth_data(false).to_bytes(),
+        signature: vec![0x30, 0x06, 0x02, 0x01, 0x02, 0x02, 0x01, 0x02],
+        user: Some(user()),
+        number_of_credentials: Some(2),
+        user_selected: None,
+        large_blob_key: None,
+    };
+    let pin_response = client_pin::Response {
+        key_agreement: Some(python_key_agreement()),
+        pin_uv_auth_token: Some(vec![0x61; 48]),
+        pin_retries: Some(8),
+        power_cycle_state: Some(false),
+        uv_retries: None,
+    };
+    let cm_response = cm::Response {
+        user: Some(user()),
+        credential_id: Some(descriptor()),
+        public_key: our_auth_data(true)
+            .attested_credential_data
+            .map(|a| a.credential_public_key),
+        total_credentials: Some(2),
+        cred_protect: Some(CredProtect(2)),
+        large_blob_key: Some(LARGE_BLOB_KEY.to_vec()),
+        ..Default::default()
+    };
+    let entry =
+        large_blobs::LargeBlobEntry::seal(&LARGE_BLOB_KEY, b"hello from keygate", [0x0C; 12])
+            .unwrap();
+    let blob_array = large_blobs::encode_array(&[entry.to_value()]);
+    let lb_response = large_blobs::Response {
+        config: Some(blob_array.clone()),
+    };
+    let prototype_info = get_info::Response {
+        versions: vec!["FIDO_2_0".into(), "FIDO_2_1_PRE".into()],
+        aaguid: [0xA5; 16],
+        options: options(&[("clientPin", true), ("credentialMgmtPreview", true)]),
+        max_msg_size: Some(1200),
+        pin_uv_auth_protocols: Some(vec![2, 1]),
+        ..Default::default()
+    };
+    let input = json!({
+        "responses": {
+            "4": hex::encode(our_info().encode()),
+            "1": hex::encode(mc_response.encode()),
+            "2": hex::encode(ga_response.encode()),
+            "8": hex::encode(ga_response.encode()),
+            "6": hex::encode(pin_response.encode()),
+            "10": hex::encode(cm_response.encode()),
+            "65": hex::encode(cm_response.encode()),
+            "12": hex::encode(lb_response.encode()),
+        },
+        "token": hex::encode(TOKEN),
+        "large_blob_key": hex::encode(LARGE_BLOB_KEY),
+        "prototype_info": hex::encode(prototype_info.encode()),
+    });
+    let output = run_script(&python, "ctap2_cbor_oracle.py", &input);
+
+    // python-fido2 parsed our responses (strict canonical CBOR) to the values we put in.
+    let parsed = &output["parsed"];
+    assert_eq!(parsed["versions"], json!(["FIDO_2_0", "FIDO_2_1"]));
+    assert_eq!(parsed["max_msg_size"], json!(1200));
+    assert_eq!(parsed["pin_uv_protocols"], json!([2, 1]));
+    assert_eq!(parsed["options"]["credMgmt"], json!(true));
+    assert_eq!(parsed["aaguid"], json!(hex::encode([0xA5; 16])));
+    assert_eq!(parsed["mc_fmt"], json!("packed"));
+    assert_eq!(
+        parsed["mc_auth_data"],
+        json!(hex::encode(&mc_response.auth_data))
+    );
+    assert_eq!(parsed["mc_counter"], json!(77));
+    assert_eq!(
+        parsed["mc_credential_id"],
+        json!(hex::encode(credential_id()))
+    );
+    assert_eq!(
+        parsed["ga_signature"],
+        json!(hex::encode(&ga_response.signature))
+    );
+    assert_eq!(parsed["ga_user_id"], json!(hex::encode(b"user-1")));
+    assert_eq!(parsed["ga_number_of_credentials"], json!(2));
+    assert_eq!(parsed["pin_retries"], json!(8));
+    assert_eq!(parsed["pin_token"], json!(hex::encode([0x61; 48])));
+    assert_eq!(parsed["credman_count"], json!(2));
+    assert_eq!(
+        parsed["large_blob"],
+        json!(hex::encode(b"hello from keygate")),
+        "python opens our large-blob entry"
+    );
+
+    // The requests python-fido2 sent, in order.
+    let requests: Vec<(String, Vec<u8>)> = output["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| {
+            (
+                pair[0].as_str().unwrap().to_owned(),
+                hex::decode(pair[1].as_str().unwrap()).unwrap(),
+            )
+        })
+        .collect();
+    let mut expected: Vec<(&str, Option<Vec<u8>>)> = vec![("get_info", Some(vec![0x04]))];
+    expected.push((
+        "make_credential",
+        Some(
+            make_credential::Request {
+                client_data_hash: vec![1; 32],
+                rp: PublicKeyCredentialRpEntity {
+                    id: "example.com".into(),
+                    name: Some("Example".into()),
+                },
+                user: user(),
+                pub_key_cred_params: vec![
+                    PublicKeyCredentialParameters::es256(),
+                    PublicKeyCredentialParameters {
+                        type_: "public-key".into(),
+                        alg: -257,
+                    },
+                ],
+                exclude_list: Some(vec![descriptor()]),
+                extensions: Some(MakeCredentialExtensions {
+                    cred_protect: Some(CredProtect(2)),
+                    hmac_secret: Some(true),
+                    ..Default::default()
+                }),
+                options: options(&[("rk", true)]),
+                pin_uv_auth_param: Some(vec![0x22; 16]),
+                pin_uv_auth_protocol: Some(1),
+                enterprise_attestation: None,
+            }
+            .encode(),
+        ),
+    ));
+    expected.push((
+        "get_assertion",
+        Some(
+            get_assertion::Request {
+                rp_id: "example.com".into(),
+                client_data_hash: vec![2; 32],
+                allow_list: Some(vec![PublicKeyCredentialDescriptor {
+                    transports: Some(vec!["usb".into(), "nfc".into()]),
+                    ..descriptor()
+                }]),
+                extensions: Some(GetAssertionExtensions {
+                    hmac_secret: Some(HmacSecretInput {
+                        key_agreement: python_key_agreement(),
+                        salt_enc: vec![0x33; 48],
+                        salt_auth: vec![0x44; 32],
+                        pin_uv_auth_protocol: Some(2),
+                    }),
+                    ..Default::default()
+                }),
+                options: options(&[("up", false), ("uv", true)]),
+                pin_uv_auth_param: Some(vec![0x55; 32]),
+                pin_uv_auth_protocol: Some(2),
+            }
+            .encode(),
+        ),
+    ));
+    expected.push(("get_next_assertion", Some(vec![0x08])));
+    expected.push((
+        "client_pin",
+        Some(
+            client_pin::Request::get_pin_uv_auth_token_using_pin_with_permissions(
+                2,
+                python_key_agreement(),
+                vec![0x66; 32],
+                Permissions::MAKE_CREDENTIAL | Permissions::GET_ASSERTION,
+                Some("example.com".into()),
+            )
+            .encode(),
+        ),
+    ));
+    let authed = |mut request: cm::Request| {
+        request.pin_uv_auth_protocol = Some(protocol.version());
+        request.pin_uv_auth_param = Some(protocol.authenticate(&TOKEN, &request.auth_message()));
+        request
+    };
+    let begin = authed(cm::Request::new(
+        cm::SubCommand::ENUMERATE_CREDENTIALS_BEGIN,
+        Some(cm::SubCommandParams {
+            rp_id_hash: Some([0x77; 32]),
+            ..Default::default()
+        }),
+    ));
+    expected.push(("credman", Some(begin.encode())));
+    expected.push((
+        "credman",
+        Some(
+            cm::Request::new(
+                cm::SubCommand::ENUMERATE_CREDENTIALS_GET_NEXT_CREDENTIAL,
+                None,
+            )
+            .encode(),
+        ),
+    ));
+    expected.push((
+        "credman",
+        Some(
+            authed(cm::Request::new(
+                cm::SubCommand::DELETE_CREDENTIAL,
+                Some(cm::SubCommandParams {
+                    credential_id: Some(descriptor()),
+                    ..Default::default()
+                }),
+            ))
+            .encode(),
+        ),
+    ));
+    expected.push((
+        "credman",
+        Some(
+            authed(cm::Request::new(
+                cm::SubCommand::UPDATE_USER_INFORMATION,
+                Some(cm::SubCommandParams {
+                    credential_id: Some(descriptor()),
+                    user: Some(PublicKeyCredentialUserEntity {
+                        id: b"user-1".to_vec(),
+                        name: Some("alice2".into()),
+                        display_name: Some("Alice Two".into()),
+                    }),
+                    ..Default::default()
+                }),
+            ))
+            .encode(),
+        ),
+    ));
+    let mut set_min = config::Request::new(
+        config::SubCommand::SET_MIN_PIN_LENGTH,
+        Some(config::SubCommandParams::SetMinPinLength(
+            config::SetMinPinLengthParams {
+                new_min_pin_length: Some(6),
+                min_pin_length_rp_ids: Some(vec!["example.com".into()]),
+                force_change_pin: Some(true),
+            },
+        )),
+    );
+    set_min.pin_uv_auth_protocol = Some(2);
+    set_min.pin_uv_auth_param = Some(protocol.authenticate(&TOKEN, &set_min.auth_message()));
+    expected.push(("config", Some(set_min.encode())));
+    let read = large_blobs::Request::read(0, 1200 - 64).encode();
+    expected.push(("large_blobs", Some(read.clone())));
+    expected.push(("large_blobs", Some(read)));
+    expected.push(("large_blobs", None)); // the write: random nonce, checked below
+    expected.push(("selection", Some(vec![0x0B])));
+    expected.push(("reset", Some(vec![0x07])));
+    expected.push(("prototype_get_info", Some(vec![0x04])));
+    expected.push((
+        "prototype_credman",
+        Some(authed(cm::Request::new(cm::SubCommand::GET_CREDS_METADATA, None)).encode_prototype()),
+    ));
+
+    assert_eq!(
+        requests
+            .iter()
+            .map(|(label, _)| label.as_str())
+            .collect::<Vec<_>>(),
+        expected.iter().map(|(label, _)| *label).collect::<Vec<_>>()
+    );
+    for ((label, theirs), (_, ours)) in requests.iter().zip(&expected) {
+        // Every python request decodes with our decoder and re-encodes to the same bytes.
+        let decoded =
+            CtapRequest::decode(theirs).unwrap_or_else(|status| panic!("{label}: {status}"));
+        assert_eq!(
+            hex::encode(decoded.encode()),
+            hex::encode(theirs),
+            "{label}: re-encoding"
+        );
+        if let Some(ours) = ours {
+            assert_eq!(
+                hex::encode(ours),
+                hex::encode(theirs),
+                "{label}: python-fido2 vs keygate"
+            );
+        }
+    }
+
+    // The large-blob write: authenticated as CTAP 2.1 §6.10.2 says, holding our entry and
+    // python's new one (AES-256-GCM, raw DEFLATE), which we open.
+    let write = &requests
+        .iter()
+        .filter(|(label, _)| label == "large_blobs")
+        .nth(2)
+        .unwrap()
+        .1;
+    let CtapRequest::LargeBlobs(write) = CtapRequest::decode(write).unwrap() else {
+        panic!("not largeBlobs")
+    };
+    let set = write.set.as_deref().unwrap();
+    assert_eq!(write.offset, 0);
+    assert_eq!(write.length, Some(set.len() as u64));
+    assert!(protocol.verify(
+        &TOKEN,
+        &large_blobs::Request::set_auth_message(0, set),
+        write.pin_uv_auth_param.as_deref().unwrap()
+    ));
+    let elements = large_blobs::decode_array(set).unwrap();
+    assert_eq!(elements.len(), 2);
+    assert_eq!(elements[0], entry.to_value(), "our entry kept as it was");
+    let theirs = large_blobs::LargeBlobEntry::from_value(elements[1].clone()).unwrap();
+    assert_eq!(
+        theirs.open(&[0x5A; 32]).unwrap().expose_secret(),
+        b"written by python-fido2"
+    );
+    assert!(theirs.open(&LARGE_BLOB_KEY).is_err());
+}
