@@ -10,6 +10,7 @@
 pub mod caller;
 pub mod client;
 pub mod config;
+pub mod device_object;
 pub mod devices;
 pub mod error;
 pub mod manager;
@@ -19,6 +20,8 @@ pub mod qr;
 pub mod relying_party;
 pub mod soft;
 pub mod tokens;
+pub mod virtual_keys;
+pub mod webauthn_iface;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -196,6 +199,14 @@ pub async fn run(options: Options, cancel: CancellationToken) -> Result<(), Serv
             names::ROOT_PATH,
             relying_party::RelyingParty::new(Arc::clone(&shared), Arc::clone(&rps)),
         )
+        .serve_at(
+            names::ROOT_PATH,
+            virtual_keys::Virtual::new(Arc::clone(&shared)),
+        )
+        .serve_at(
+            names::ROOT_PATH,
+            webauthn_iface::WebAuthn::new(Arc::clone(&shared)),
+        )
         .name(names::BUS_NAME)
         .build()
         .await?;
@@ -213,7 +224,9 @@ pub async fn run(options: Options, cancel: CancellationToken) -> Result<(), Serv
     cancel.cancelled().await;
     tracing::info!("stopping: waiting for calls in flight");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    // Long requests (waiting for a touch or a PIN) end now with AbortError.
     shared.gate.close().await;
+    virtual_keys::stop_all(&shared);
     if let Err(e) = connection.release_name(names::BUS_NAME).await {
         tracing::debug!(error = %e, "release_name failed");
     }

@@ -329,7 +329,7 @@ async fn steps(conn: &zbus::Connection) -> Vec<(&'static str, Outcome)> {
         println!("6. Five wrong codes lock the token; an administrator unlocks it");
         record("lockout", super::demo_steps::lockout(tokens).await);
         println!("7. PANIC: every factor of the user revoked");
-        record("panic", super::demo_steps::panic_button(tokens).await);
+        record("panic", super::demo_steps::panic_button(conn, tokens).await);
     }
     outcomes
 }

@@ -62,6 +62,37 @@ pub async fn webauthn(conn: &zbus::Connection) -> Outcome {
     });
     let path = call!(virt.create(&options.to_string()), "Virtual.Create");
     println!("   software security key {path} (PIN {KEY_PIN}, resident keys, touch auto-approved)");
+    // Answer the key's PIN requests as a user would: they arrive as Interaction signals sent
+    // to this connection only.
+    let mut interactions = match client.receive_interaction().await {
+        Ok(stream) => stream,
+        Err(e) => return Outcome::Failed(format!("cannot receive Interaction signals: {e}")),
+    };
+    let answerer = client.clone();
+    let pin_task = tokio::spawn(async move {
+        use futures_util::StreamExt;
+        while let Some(signal) = interactions.next().await {
+            let Ok(args) = signal.args() else { continue };
+            match args.kind.as_str() {
+                "pin" => {
+                    let retries = serde_json::from_str::<serde_json::Value>(&args.detail_json)
+                        .ok()
+                        .and_then(|d| d.get("retries").and_then(serde_json::Value::as_u64))
+                        .map_or_else(String::new, |r| format!(", {r} retries left"));
+                    println!("   the key asks for its PIN{retries}; the user types {KEY_PIN}");
+                    let _ = answerer.provide_pin(&args.request_id, KEY_PIN).await;
+                }
+                "touch" => println!("   Touch your security key (auto-approved)"),
+                _ => {}
+            }
+        }
+    });
+    let outcome = webauthn_ceremonies(&client, &rp).await;
+    pin_task.abort();
+    outcome
+}
+
+async fn webauthn_ceremonies(client: &WebAuthnProxy<'_>, rp: &RelyingPartyProxy<'_>) -> Outcome {
     let origin = "https://example.org";
     let (ceremony, creation) = call!(
         rp.start_registration("example.org", USER, "Alice Example"),
@@ -302,7 +333,7 @@ pub async fn lockout(tokens: &TokensProxy<'_>) -> Outcome {
 }
 
 /// Step 7: PANIC revokes every factor of the user.
-pub async fn panic_button(tokens: &TokensProxy<'_>) -> Outcome {
+pub async fn panic_button(conn: &zbus::Connection, tokens: &TokensProxy<'_>) -> Outcome {
     let list = call!(tokens.list(USER), "Tokens.List");
     let serials: Vec<String> = serde_json::from_str::<serde_json::Value>(&list)
         .ok()
@@ -323,6 +354,15 @@ pub async fn panic_button(tokens: &TokensProxy<'_>) -> Outcome {
         "only {revoked} of {} tokens revoked",
         serials.len()
     );
+    if let Ok(rp) = RelyingPartyProxy::new(conn).await {
+        match rp.start_authentication("example.org", USER).await {
+            Ok(_) if other > 0 => {
+                return Outcome::Failed("a revoked WebAuthn credential can still sign in".into());
+            }
+            Ok(_) => {}
+            Err(e) => println!("   example.org sign-in for {USER} after PANIC: refused ({e})"),
+        }
+    }
     for serial in &serials {
         let code = match tokens.soft_code(serial, TOKEN_PIN).await {
             Ok(code) => code,
