@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::authenticator::{AuthnError, CtapVersion, SharedSoftKey, SoftKeyOptions};
+use crate::authenticator::{
+    AuthnError, CtapVersion, PresencePolicy, SharedSoftKey, SoftKeyOptions,
+};
 use crate::ctaphid::device::{DeviceConfig, DeviceEvent, DeviceFraming};
 use crate::ctaphid::{Capabilities, ChannelId, HidCmd, KeepaliveStatus};
 use crate::hid::{HidError, Report, ReportPipe};
@@ -122,6 +124,30 @@ pub async fn serve(
                                 let _ = stale.task.await;
                             }
                             presence.begin_transaction();
+                            // Fast path: a key that cannot block (state in memory, presence
+                            // answered at once) is served inline, without a thread hop.
+                            let quick = if matches!(presence.policy(), PresencePolicy::WaitForApproval { .. }) {
+                                None
+                            } else {
+                                let mut inline_presence = presence.clone();
+                                key.try_with(|k| {
+                                    k.vault_in_memory().then(|| {
+                                        if cmd == HidCmd::MSG {
+                                            k.handle_u2f(&payload, &mut inline_presence)
+                                        } else {
+                                            k.handle_cbor(&payload, &mut inline_presence, Instant::now())
+                                        }
+                                    })
+                                })
+                                .flatten()
+                            };
+                            if let Some(answer) = quick {
+                                if let Err(e) = send_all(&mut pipe, &framing.respond(cid, cmd, &answer)).await {
+                                    failed = Some(e);
+                                    break;
+                                }
+                                continue;
+                            }
                             let shared = key.clone();
                             let mut task_presence = presence.clone();
                             let task = tokio::task::spawn_blocking(move || {

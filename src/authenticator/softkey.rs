@@ -212,6 +212,11 @@ impl SoftKey {
         self.vault.store(out.expose_secret())
     }
 
+    /// Whether the state lives in memory only (requests then never block on I/O).
+    pub fn vault_in_memory(&self) -> bool {
+        self.vault.in_memory()
+    }
+
     /// The creation options.
     pub fn options(&self) -> &SoftKeyOptions {
         &self.options
@@ -472,6 +477,12 @@ impl SharedSoftKey {
     /// Runs `f` with the key locked. Returns `None` if a panic poisoned the lock.
     pub fn with<T>(&self, f: impl FnOnce(&mut SoftKey) -> T) -> Option<T> {
         self.key.lock().ok().map(|mut k| f(&mut k))
+    }
+
+    /// Like [`Self::with`], but `None` at once if the key is busy (another connection's
+    /// request holds it) instead of waiting.
+    pub fn try_with<T>(&self, f: impl FnOnce(&mut SoftKey) -> T) -> Option<T> {
+        self.key.try_lock().ok().map(|mut k| f(&mut k))
     }
 
     /// A virtual power cycle now.

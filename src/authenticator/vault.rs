@@ -21,6 +21,11 @@ pub trait CredentialVault: Send + std::fmt::Debug {
     fn load(&mut self) -> Result<Option<Secret<Vec<u8>>>, AuthnError>;
     /// Replaces the stored state; durable when this returns.
     fn store(&mut self, state: &[u8]) -> Result<(), AuthnError>;
+
+    /// Whether `store` only touches memory (no I/O), so a request may run on an async task.
+    fn in_memory(&self) -> bool {
+        false
+    }
 }
 
 /// State held only in memory (lost at exit).
@@ -51,6 +56,10 @@ impl CredentialVault for MemoryVault {
         self.state = Some(Secret::new(state.to_vec()));
         self.writes += 1;
         Ok(())
+    }
+
+    fn in_memory(&self) -> bool {
+        true
     }
 }
 
