@@ -30,7 +30,8 @@ pub fn to_vec(value: &Value) -> Vec<u8> {
     out
 }
 
-/// Appends the canonical encoding of `value` to `out`.
+/// Appends the canonical encoding of `value` to `out`. Map entries are sorted; duplicate keys are
+/// written as given (callers build maps with distinct keys).
 pub fn write(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Integer(integer) => {
