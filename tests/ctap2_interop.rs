@@ -917,3 +917,153 @@ fn canonical_writer_matches_python_fido2_encoder() {
         assert_eq!(ours, theirs);
     }
 }
+
+/// python-fido2's ClientPin as the platform, our primitives as the authenticator: setPIN,
+/// changePIN and getPinUvAuthTokenUsingPinWithPermissions for both protocols. We check its
+/// requests as an authenticator does (ECDH, verify pinUvAuthParam, decrypt, unpad), and it
+/// decrypts the pinUvAuthToken we encrypted.
+#[test]
+fn client_pin_flow_against_python_fido2_platform() {
+    let Some(python) = python_fido2() else { return };
+    let authenticator = KeyAgreementKey::from_secret_bytes(&[0x5A; 32]).unwrap();
+    let token = [0x70u8; 32];
+    let mut rng = counter_rng(5);
+    let mut cases = Vec::new();
+    let mut platforms = Vec::new();
+    for protocol in [PinProtocol::One, PinProtocol::Two] {
+        let platform_priv = [0x6B + protocol.version() as u8; 32];
+        let platform = KeyAgreementKey::from_secret_bytes(&platform_priv).unwrap();
+        let shared = authenticator
+            .decapsulate(protocol, &platform.public_key())
+            .unwrap();
+        let key_agreement = client_pin::Response {
+            key_agreement: Some(authenticator.public_key()),
+            ..Default::default()
+        };
+        let token_response = client_pin::Response {
+            pin_uv_auth_token: Some(shared.encrypt(&token, &mut rng).unwrap()),
+            ..Default::default()
+        };
+        cases.push(json!({
+            "version": protocol.version(),
+            "platform_priv": hex::encode(platform_priv),
+            "responses": {
+                "2": hex::encode(key_agreement.encode()),
+                "9": hex::encode(token_response.encode()),
+            },
+        }));
+        platforms.push((protocol, platform));
+    }
+    let input = json!({ "info": hex::encode(our_info().encode()), "protocols": cases });
+    let results = run_script(&python, "ctap2_pin_flow.py", &input);
+
+    for ((protocol, platform), result) in platforms.iter().zip(results.as_array().unwrap()) {
+        let name = format!("{protocol:?}");
+        let sent: Vec<Vec<u8>> = result["sent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| hex::decode(item.as_str().unwrap()).unwrap())
+            .collect();
+        let requests: Vec<client_pin::Request> = sent
+            .iter()
+            .map(|message| match CtapRequest::decode(message).unwrap() {
+                CtapRequest::ClientPin(request) => {
+                    assert_eq!(&request.encode(), message, "{name}: re-encoding");
+                    request
+                }
+                other => panic!("{name}: unexpected {other:?}"),
+            })
+            .collect();
+        let subs: Vec<u8> = requests.iter().map(|r| r.sub_command.0).collect();
+        assert_eq!(subs, [2, 3, 2, 4, 2, 9], "{name}");
+        for request in &requests {
+            assert_eq!(
+                request.pin_uv_auth_protocol,
+                Some(protocol.version()),
+                "{name}"
+            );
+        }
+        let shared_of = |request: &client_pin::Request| {
+            let key = request.key_agreement.as_ref().unwrap();
+            assert_eq!(
+                key,
+                &platform.public_key(),
+                "{name}: the fixed platform key"
+            );
+            authenticator.decapsulate(*protocol, key).unwrap()
+        };
+        let padded_len = if *protocol == PinProtocol::One {
+            64
+        } else {
+            80
+        };
+
+        // setPIN: verify(newPinEnc), decrypt, unpad.
+        let set_pin = &requests[1];
+        let shared = shared_of(set_pin);
+        let new_pin_enc = set_pin.new_pin_enc.as_deref().unwrap();
+        assert_eq!(new_pin_enc.len(), padded_len, "{name}");
+        assert!(
+            shared.verify(new_pin_enc, set_pin.pin_uv_auth_param.as_deref().unwrap()),
+            "{name}"
+        );
+        let pin = pad_pin("1234").unwrap();
+        let decrypted = shared.decrypt(new_pin_enc).unwrap();
+        assert_eq!(decrypted.expose_secret(), pin.expose_secret(), "{name}");
+        assert_eq!(
+            keygate::ctap2::pin_protocol::unpad_pin(decrypted.expose_secret())
+                .unwrap()
+                .expose_secret(),
+            b"1234"
+        );
+
+        // changePIN: verify(newPinEnc || pinHashEnc), old PIN hash, new PIN.
+        let change = &requests[3];
+        let shared = shared_of(change);
+        let new_pin_enc = change.new_pin_enc.as_deref().unwrap();
+        let pin_hash_enc = change.pin_hash_enc.as_deref().unwrap();
+        assert!(
+            shared.verify(
+                &[new_pin_enc, pin_hash_enc].concat(),
+                change.pin_uv_auth_param.as_deref().unwrap()
+            ),
+            "{name}"
+        );
+        assert_eq!(
+            shared
+                .decrypt(pin_hash_enc)
+                .unwrap()
+                .expose_secret()
+                .as_slice(),
+            pin_hash(b"1234").expose_secret()
+        );
+        let new_pin = shared.decrypt(new_pin_enc).unwrap();
+        assert_eq!(
+            keygate::ctap2::pin_protocol::unpad_pin(new_pin.expose_secret())
+                .unwrap()
+                .expose_secret(),
+            b"87654321"
+        );
+
+        // getPinUvAuthTokenUsingPinWithPermissions.
+        let get_token = &requests[5];
+        let shared = shared_of(get_token);
+        assert_eq!(
+            get_token.permissions,
+            Some(Permissions::MAKE_CREDENTIAL | Permissions::GET_ASSERTION)
+        );
+        assert_eq!(get_token.rp_id.as_deref(), Some("example.com"));
+        let pin_hash_enc = get_token.pin_hash_enc.as_deref().unwrap();
+        assert_eq!(
+            shared
+                .decrypt(pin_hash_enc)
+                .unwrap()
+                .expose_secret()
+                .as_slice(),
+            pin_hash(b"87654321").expose_secret()
+        );
+        // python decrypted the token we encrypted.
+        assert_eq!(field(result, "token"), token, "{name}");
+    }
+}
