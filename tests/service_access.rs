@@ -47,13 +47,17 @@ fn policy_and_daemon_enforce_roles() {
     let mut daemon = Daemon::start(&bus, &config);
 
     let nobody = As::nobody();
+    // Debian's `daemon` (1), `bin` (2) and `sys` (3) exist on every machine; dbus-daemon refuses
+    // uids without a user-database entry.
     let admin = As {
+        uid: 1,
+        gid: 1,
         groups: vec![admin_group.gid],
-        ..As::nobody()
     };
     let verifier = As {
+        uid: 2,
+        gid: 2,
         groups: vec![verifier_group.gid],
-        ..As::nobody()
     };
 
     // Everybody: Manager and properties.
@@ -118,18 +122,166 @@ fn policy_and_daemon_enforce_roles() {
 
 /// Token rules inside keygated (the bus lets admin and verifier groups through to Tokens).
 fn tokens_rules(bus: &Bus, nobody: &As, admin: &As, verifier: &As) {
-    let introspect = busctl(
+    const KG_DENIED: &str = "org.keygate.Keygate1.Error.AccessDenied";
+    let other = As {
+        uid: 3,
+        gid: 3,
+        groups: vec![],
+    };
+    // Admin creates; verifier may not.
+    let spec = r#"{"user":"erin","kind":"hotp","digits":8,"seed_hex":"3132333435363738393031323334353637383930","serial":"ACL-1"}"#;
+    let call = busctl(
+        bus,
+        Some(verifier),
+        bus::ROOT,
+        TOKENS,
+        &["Create", "s", spec],
+    );
+    assert!(
+        !call.ok && call.stderr.contains("does not have the admin role"),
+        "{call:?}"
+    );
+    let call = busctl(bus, Some(admin), bus::ROOT, TOKENS, &["Create", "s", spec]);
+    assert!(call.ok, "admin Create: {call:?}");
+    assert!(call.stdout.contains("ACL-1"), "{call:?}");
+    // Verifier checks (RFC 4226 counter 0, 8 digits); admin may not check.
+    let call = busctl(
+        bus,
+        Some(admin),
+        bus::ROOT,
+        TOKENS,
+        &["VerifyCode", "ss", "ACL-1", "84755224"],
+    );
+    assert!(
+        !call.ok && call.stderr.contains("does not have the verifier role"),
+        "{call:?}"
+    );
+    let call = busctl(
+        bus,
+        Some(verifier),
+        bus::ROOT,
+        TOKENS,
+        &["VerifyCode", "ss", "ACL-1", "84755224"],
+    );
+    assert!(
+        call.ok && call.stdout.contains("true"),
+        "verifier VerifyCode: {call:?}"
+    );
+    let call = busctl(
+        bus,
+        Some(verifier),
+        bus::ROOT,
+        TOKENS,
+        &["Unlock", "s", "ACL-1"],
+    );
+    assert!(!call.ok && call.stderr.contains("admin role"), "{call:?}");
+    let call = busctl(
+        bus,
+        Some(admin),
+        bus::ROOT,
+        TOKENS,
+        &["Unlock", "s", "ACL-1"],
+    );
+    assert!(call.ok, "{call:?}");
+    // The daemon's denial is a named D-Bus error (dbus-send prints the name).
+    if !bus::skip_without("dbus-send") {
+        let out = std::process::Command::new("setpriv")
+            .args(verifier.setpriv())
+            .args(["dbus-send", "--print-reply"])
+            .arg(format!("--bus={}", bus.address))
+            .args([
+                &format!("--dest={}", bus::BUS_NAME),
+                bus::ROOT,
+                "org.keygate.Keygate1.Tokens.Delete",
+                "string:ACL-1",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains(KG_DENIED), "{text}");
+    }
+
+    // A software token for nobody: only nobody sees and uses it.
+    let spec = r#"{"user":"nobody","kind":"totp","digits":8,"software":{"pin":"11223","owner_uid":65534}}"#;
+    let call = busctl(bus, None, bus::ROOT, TOKENS, &["Create", "s", spec]);
+    assert!(call.ok, "{call:?}");
+    let serial = serde_json::from_str::<serde_json::Value>(&call.stdout).unwrap()["data"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let call = busctl(bus, Some(nobody), bus::ROOT, TOKENS, &["SoftList"]);
+    assert!(call.ok && call.stdout.contains(&serial), "{call:?}");
+    let call = busctl(
+        bus,
+        Some(nobody),
+        bus::ROOT,
+        TOKENS,
+        &["SoftCode", "ss", &serial, "11223"],
+    );
+    assert!(call.ok, "{call:?}");
+    let code: String = serde_json::from_str::<serde_json::Value>(&call.stdout).unwrap()["data"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(code.len(), 8);
+    for who in [&other, admin, verifier] {
+        let call = busctl(bus, Some(who), bus::ROOT, TOKENS, &["SoftList"]);
+        assert!(
+            call.ok && !call.stdout.contains(&serial),
+            "{who:?} sees {serial}: {call:?}"
+        );
+        let call = busctl(
+            bus,
+            Some(who),
+            bus::ROOT,
+            TOKENS,
+            &["SoftCode", "ss", &serial, "11223"],
+        );
+        assert!(
+            !call.ok && call.stderr.contains("no software token"),
+            "{who:?}: {call:?}"
+        );
+    }
+    // Root (verifier) checks nobody's code.
+    let call = busctl(
         bus,
         None,
         bus::ROOT,
-        "org.freedesktop.DBus.Introspectable",
-        &["Introspect"],
+        TOKENS,
+        &["VerifyCode", "ss", &serial, &code],
     );
-    if !introspect.stdout.contains(TOKENS) {
-        eprintln!("skipped: Tokens interface not in this build");
-        return;
-    }
-    let _ = (nobody, admin, verifier);
+    assert!(call.ok && call.stdout.contains("true"), "{call:?}");
+
+    // Nobody reads seeds: the list carries none, and a plain user cannot list at all.
+    let call = busctl(bus, Some(admin), bus::ROOT, TOKENS, &["List", "s", ""]);
+    assert!(call.ok && !call.stdout.contains("3132333435"), "{call:?}");
+    let call = busctl(bus, Some(nobody), bus::ROOT, TOKENS, &["List", "s", ""]);
+    assert!(!call.ok && call.stderr.contains(BUS_DENIED), "{call:?}");
+
+    // RelyingParty: verifier reaches keygated (unknown RP is NotFound), admin configures.
+    let call = busctl(
+        bus,
+        Some(verifier),
+        bus::ROOT,
+        RP,
+        &["StartAuthentication", "ss", "nope.example", "erin"],
+    );
+    assert!(!call.ok && call.stderr.contains("nope.example"), "{call:?}");
+    let rp = r#"{"id":"example.org","name":"Example","origins":["https://example.org"],"attestation":{"kind":"none"},"user_verification":"preferred"}"#;
+    let call = busctl(bus, Some(verifier), bus::ROOT, RP, &["Configure", "s", rp]);
+    assert!(!call.ok && call.stderr.contains("admin role"), "{call:?}");
+    let call = busctl(bus, Some(admin), bus::ROOT, RP, &["Configure", "s", rp]);
+    assert!(call.ok, "{call:?}");
+
+    // PANIC by a verifier.
+    let call = busctl(
+        bus,
+        Some(verifier),
+        bus::ROOT,
+        TOKENS,
+        &["RevokeUser", "s", "erin"],
+    );
+    assert!(call.ok, "{call:?}");
 }
 
 fn busctl_raw(bus: &Bus, who: &As, args: &[&str]) -> bus::Call {

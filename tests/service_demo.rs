@@ -53,7 +53,7 @@ fn check_lines(text: &str) {
             "the same code replayed: rejected",
             "the same challenge answered again: rejected",
             "server check: accepted",
-            "25000.00 EUR: rejected",
+            "the user signed 250.00 EUR: rejected",
             "wrong code 5/5",
             "PANIC for alice",
         ] {

@@ -16,6 +16,12 @@
 //! challenge_ttl_secs = 120
 //! max_failures = 5
 //!
+//! [soft_tokens]
+//! kdf_memory_kib = 65536               # Argon2id cost of a software token's PIN
+//! kdf_passes = 2
+//! pin_digits = 5
+//! max_pin_failures = 5
+//!
 //! [[relying_party]]
 //! id = "example.org"
 //! name = "Example"
@@ -56,6 +62,46 @@ pub struct RawConfig {
     pub relying_party: Vec<RawRelyingParty>,
     /// Largest argument (bytes) accepted on the bus for a single string (PSKC, JSON); default 1 MiB.
     pub max_argument_bytes: Option<usize>,
+    /// Software tokens kept for local users.
+    pub soft_tokens: Option<RawSoftTokens>,
+}
+
+/// `[soft_tokens]`: the PIN protection of software tokens.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSoftTokens {
+    /// Argon2id memory in KiB (default 65536).
+    pub kdf_memory_kib: Option<u32>,
+    /// Argon2id passes (default 2).
+    pub kdf_passes: Option<u32>,
+    /// PIN length in digits (default 5).
+    pub pin_digits: Option<usize>,
+    /// Wrong PINs in a row that lock a software token (default 5).
+    pub max_pin_failures: Option<u32>,
+}
+
+/// Software-token settings with defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SoftTokenSettings {
+    /// Argon2id memory in KiB.
+    pub kdf_memory_kib: u32,
+    /// Argon2id passes.
+    pub kdf_passes: u32,
+    /// PIN digits.
+    pub pin_digits: usize,
+    /// Wrong PINs that lock.
+    pub max_pin_failures: u32,
+}
+
+impl Default for SoftTokenSettings {
+    fn default() -> Self {
+        Self {
+            kdf_memory_kib: 64 * 1024,
+            kdf_passes: 2,
+            pin_digits: 5,
+            max_pin_failures: 5,
+        }
+    }
 }
 
 /// `[policy]`: verification numbers (DESIGN.md "Verification semantics").
@@ -145,6 +191,8 @@ pub struct Config {
     pub relying_parties: Vec<RelyingPartyConfig>,
     /// Largest string argument accepted on the bus.
     pub max_argument_bytes: usize,
+    /// Software tokens.
+    pub soft_tokens: SoftTokenSettings,
 }
 
 impl Default for Config {
@@ -157,6 +205,7 @@ impl Default for Config {
             policy: PolicyConfig::default(),
             relying_parties: Vec::new(),
             max_argument_bytes: 1 << 20,
+            soft_tokens: SoftTokenSettings::default(),
         }
     }
 }
@@ -192,6 +241,25 @@ impl Config {
         if policy.max_failures == 0 || policy.hotp_window == 0 || policy.challenge_ttl_secs == 0 {
             return Err(ServiceError::Config(
                 "policy: max_failures, hotp_window and challenge_ttl_secs must be > 0".into(),
+            ));
+        }
+        let soft_defaults = SoftTokenSettings::default();
+        let soft_tokens = match raw.soft_tokens {
+            None => soft_defaults,
+            Some(s) => SoftTokenSettings {
+                kdf_memory_kib: s.kdf_memory_kib.unwrap_or(soft_defaults.kdf_memory_kib),
+                kdf_passes: s.kdf_passes.unwrap_or(soft_defaults.kdf_passes),
+                pin_digits: s.pin_digits.unwrap_or(soft_defaults.pin_digits),
+                max_pin_failures: s.max_pin_failures.unwrap_or(soft_defaults.max_pin_failures),
+            },
+        };
+        if soft_tokens.kdf_memory_kib < 8
+            || soft_tokens.kdf_passes == 0
+            || !(4..=16).contains(&soft_tokens.pin_digits)
+            || soft_tokens.max_pin_failures == 0
+        {
+            return Err(ServiceError::Config(
+                "soft_tokens: kdf_memory_kib >= 8, kdf_passes >= 1, pin_digits 4..=16, max_pin_failures >= 1".into(),
             ));
         }
         let mut relying_parties = Vec::new();
@@ -242,6 +310,7 @@ impl Config {
             policy,
             relying_parties,
             max_argument_bytes: raw.max_argument_bytes.unwrap_or(1 << 20),
+            soft_tokens,
         })
     }
 }

@@ -1,14 +1,19 @@
-//! The daemon's list of authenticators: USB keys, software keys (owned by a uid), later the TPM key.
-//! Each has an object path under `/org/keygate/Keygate1/devices/`.
+//! The daemon's authenticators: USB keys, software keys (owned by a uid), later the TPM key.
+//! Each has an object path under `/org/keygate/Keygate1/devices/` and a host-side
+//! [`Device`] driver behind an async mutex: one request at a time per device, as on the wire.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use tokio_util::sync::CancellationToken;
 use zbus::OwnedObjectPath;
 
 use super::caller::Caller;
 use super::manager::DeviceEntry;
 use super::names::DEVICES_PATH;
+use crate::authenticator::SharedSoftKey;
+use crate::ctap2::commands::get_info;
+use crate::device::Device;
 
 /// `owner` value in `ListDevices` for a device shared by everybody.
 pub const SHARED_OWNER: u32 = u32::MAX;
@@ -35,7 +40,7 @@ impl DeviceKind {
     }
 }
 
-/// One registered device.
+/// What the bus shows of a device.
 #[derive(Debug, Clone)]
 pub struct DeviceRecord {
     /// Object path.
@@ -46,12 +51,20 @@ pub struct DeviceRecord {
     pub name: String,
     /// Owning uid (software keys); `None` for shared devices.
     pub owner: Option<u32>,
+    /// hidraw node of a USB key (to notice unplugging).
+    pub node: Option<std::path::PathBuf>,
 }
 
 impl DeviceRecord {
-    /// Whether `caller` may see and use this device.
+    /// Whether `caller` may see this device (root sees every device).
     pub fn visible_to(&self, caller: &Caller) -> bool {
-        caller.uid == 0 || self.owner.is_none_or(|owner| owner == caller.uid)
+        caller.uid == 0 || self.usable_by(caller)
+    }
+
+    /// Whether `caller` may use this device in a WebAuthn request: shared devices and the
+    /// caller's own software keys (also for root: nobody uses another user's software key).
+    pub fn usable_by(&self, caller: &Caller) -> bool {
+        self.owner.is_none_or(|owner| owner == caller.uid)
     }
 
     fn entry(&self) -> DeviceEntry {
@@ -64,10 +77,47 @@ impl DeviceRecord {
     }
 }
 
+/// One device: its record, its driver, and for software keys the key itself.
+pub struct DeviceHandle {
+    /// Bus-visible description.
+    pub record: DeviceRecord,
+    /// The host-side driver; one request at a time.
+    pub device: tokio::sync::Mutex<Device>,
+    /// authenticatorGetInfo as last read (updated after PIN changes and resets).
+    pub info: Mutex<get_info::Response>,
+    /// The software key behind a virtual device.
+    pub soft: Option<SharedSoftKey>,
+    /// Stops the device's tasks (serve loop of a software key).
+    pub stop: CancellationToken,
+}
+
+impl std::fmt::Debug for DeviceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceHandle")
+            .field("record", &self.record)
+            .field("soft", &self.soft.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceHandle {
+    /// A snapshot of GetInfo.
+    pub fn info(&self) -> get_info::Response {
+        self.info.lock().map(|i| i.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the GetInfo snapshot.
+    pub fn set_info(&self, info: get_info::Response) {
+        if let Ok(mut slot) = self.info.lock() {
+            *slot = info;
+        }
+    }
+}
+
 /// The registry.
 #[derive(Debug, Default)]
 pub struct DeviceRegistry {
-    records: Mutex<Vec<DeviceRecord>>,
+    handles: Mutex<Vec<Arc<DeviceHandle>>>,
     next_id: AtomicU64,
 }
 
@@ -76,46 +126,64 @@ impl DeviceRegistry {
     pub fn allocate_path(&self, kind: DeviceKind) -> OwnedObjectPath {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let path = format!("{DEVICES_PATH}/{}{id}", kind.as_str());
-        // The path is built from a constant prefix, an ASCII word and digits: always valid.
+        // Built from a constant prefix, an ASCII word and digits: always a valid path.
         OwnedObjectPath::try_from(path)
             .unwrap_or_else(|_| OwnedObjectPath::try_from(DEVICES_PATH).unwrap_or_default())
     }
 
     /// Adds a device.
-    pub fn insert(&self, record: DeviceRecord) {
-        if let Ok(mut records) = self.records.lock() {
-            records.push(record);
+    pub fn insert(&self, handle: Arc<DeviceHandle>) {
+        if let Ok(mut handles) = self.handles.lock() {
+            handles.push(handle);
         }
     }
 
     /// Removes a device by path, returning it.
-    pub fn remove(&self, path: &str) -> Option<DeviceRecord> {
-        let mut records = self.records.lock().ok()?;
-        let index = records.iter().position(|r| r.path.as_str() == path)?;
-        Some(records.remove(index))
+    pub fn remove(&self, path: &str) -> Option<Arc<DeviceHandle>> {
+        let mut handles = self.handles.lock().ok()?;
+        let index = handles
+            .iter()
+            .position(|h| h.record.path.as_str() == path)?;
+        Some(handles.remove(index))
     }
 
     /// The device at `path`.
-    pub fn get(&self, path: &str) -> Option<DeviceRecord> {
-        let records = self.records.lock().ok()?;
-        records.iter().find(|r| r.path.as_str() == path).cloned()
+    pub fn get(&self, path: &str) -> Option<Arc<DeviceHandle>> {
+        let handles = self.handles.lock().ok()?;
+        handles
+            .iter()
+            .find(|h| h.record.path.as_str() == path)
+            .cloned()
     }
 
-    /// Devices visible to `caller`.
+    /// Devices visible to `caller`, as `ListDevices` entries.
     pub fn list_for(&self, caller: &Caller) -> Vec<DeviceEntry> {
-        match self.records.lock() {
-            Ok(records) => records
-                .iter()
-                .filter(|r| r.visible_to(caller))
-                .map(DeviceRecord::entry)
-                .collect(),
-            Err(_) => Vec::new(),
-        }
+        self.all()
+            .iter()
+            .filter(|h| h.record.visible_to(caller))
+            .map(|h| h.record.entry())
+            .collect()
     }
 
-    /// All devices (for shutdown and tests).
-    pub fn all(&self) -> Vec<DeviceRecord> {
-        self.records.lock().map(|r| r.clone()).unwrap_or_default()
+    /// Devices `caller` may use for WebAuthn.
+    pub fn usable_by(&self, caller: &Caller) -> Vec<Arc<DeviceHandle>> {
+        self.all()
+            .into_iter()
+            .filter(|h| h.record.usable_by(caller))
+            .collect()
+    }
+
+    /// Number of software keys owned by `uid`.
+    pub fn count_owned(&self, uid: u32) -> usize {
+        self.all()
+            .iter()
+            .filter(|h| h.record.owner == Some(uid))
+            .count()
+    }
+
+    /// All devices.
+    pub fn all(&self) -> Vec<Arc<DeviceHandle>> {
+        self.handles.lock().map(|h| h.clone()).unwrap_or_default()
     }
 }
 
@@ -124,7 +192,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn owner_filter() {
+    fn visibility() {
         let reg = DeviceRegistry::default();
         let p1 = reg.allocate_path(DeviceKind::Virtual);
         let p2 = reg.allocate_path(DeviceKind::Usb);
@@ -133,27 +201,30 @@ mod tests {
             p1.as_str()
                 .starts_with("/org/keygate/Keygate1/devices/virtual")
         );
-        reg.insert(DeviceRecord {
-            path: p1.clone(),
+        let own = DeviceRecord {
+            path: p1,
             kind: DeviceKind::Virtual,
             name: "soft".into(),
             owner: Some(1000),
-        });
-        reg.insert(DeviceRecord {
+            node: None,
+        };
+        let shared = DeviceRecord {
             path: p2,
             kind: DeviceKind::Usb,
             name: "usb".into(),
             owner: None,
-        });
+            node: None,
+        };
         let c = |uid| Caller {
             unique_name: ":1.2".into(),
             uid,
             gids: vec![],
         };
-        assert_eq!(reg.list_for(&c(1000)).len(), 2);
-        assert_eq!(reg.list_for(&c(1001)).len(), 1);
-        assert_eq!(reg.list_for(&c(0)).len(), 2);
-        assert!(reg.remove(p1.as_str()).is_some());
-        assert_eq!(reg.list_for(&c(1000)).len(), 1);
+        assert!(own.visible_to(&c(1000)) && own.usable_by(&c(1000)));
+        assert!(!own.visible_to(&c(1001)) && !own.usable_by(&c(1001)));
+        assert!(own.visible_to(&c(0)) && !own.usable_by(&c(0)));
+        assert!(shared.visible_to(&c(1001)) && shared.usable_by(&c(1001)));
+        assert_eq!(own.entry().3, 1000);
+        assert_eq!(shared.entry().3, SHARED_OWNER);
     }
 }

@@ -10,11 +10,18 @@
 pub mod caller;
 pub mod client;
 pub mod config;
+pub mod device_object;
 pub mod devices;
 pub mod error;
 pub mod manager;
 pub mod names;
+pub(crate) mod pskc_export;
 pub mod qr;
+pub mod relying_party;
+pub mod soft;
+pub mod tokens;
+pub mod virtual_keys;
+pub mod webauthn_iface;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -140,6 +147,42 @@ pub async fn run(options: Options, cancel: CancellationToken) -> Result<(), Serv
         runtime_dir: options.runtime_dir,
     });
 
+    let store = {
+        let dir = shared.state_dir.clone();
+        tokio::task::spawn_blocking(move || crate::store::SqliteStore::open_state_dir(&dir))
+            .await
+            .map_err(|e| ServiceError::Failed(format!("store task: {e}")))?
+            .map_err(|e| ServiceError::Failed(format!("store: {e}")))?
+    };
+    let store = Arc::new(store);
+    let token_service = crate::tokens::TokenService::new(
+        Arc::clone(&store) as Arc<dyn crate::store::TokenStore>,
+        token_policy(&shared.config),
+        Arc::new(crate::tokens::SystemClock),
+    );
+    let soft = Arc::new(soft::SoftTokens::open(
+        &shared.state_dir,
+        &shared.config.soft_tokens,
+    )?);
+    let rps = Arc::new(
+        crate::rp::RelyingParties::open(Arc::clone(&store))
+            .map_err(|e| ServiceError::Failed(format!("relying parties: {e}")))?,
+    );
+    for rp in &shared.config.relying_parties {
+        rps.configure(crate::rp::RpConfig {
+            id: rp.id.clone(),
+            name: rp.name.clone(),
+            origins: rp.origins.clone(),
+            attestation: crate::rp::AttestationPolicy::None,
+            user_verification: if rp.uv_required {
+                crate::rp::UserVerificationPolicy::Required
+            } else {
+                crate::rp::UserVerificationPolicy::Preferred
+            },
+        })
+        .map_err(|e| ServiceError::Config(format!("relying_party {}: {e}", rp.id)))?;
+    }
+
     let builder = match &options.bus {
         BusTarget::System => zbus::connection::Builder::system(),
         BusTarget::Session => zbus::connection::Builder::session(),
@@ -148,6 +191,22 @@ pub async fn run(options: Options, cancel: CancellationToken) -> Result<(), Serv
     // Objects first, then the name: a call to the name always finds its object.
     let connection = builder
         .serve_at(names::ROOT_PATH, manager::Manager::new(Arc::clone(&shared)))
+        .serve_at(
+            names::ROOT_PATH,
+            tokens::Tokens::new(Arc::clone(&shared), token_service, soft),
+        )
+        .serve_at(
+            names::ROOT_PATH,
+            relying_party::RelyingParty::new(Arc::clone(&shared), Arc::clone(&rps)),
+        )
+        .serve_at(
+            names::ROOT_PATH,
+            virtual_keys::Virtual::new(Arc::clone(&shared)),
+        )
+        .serve_at(
+            names::ROOT_PATH,
+            webauthn_iface::WebAuthn::new(Arc::clone(&shared)),
+        )
         .name(names::BUS_NAME)
         .build()
         .await?;
@@ -165,7 +224,9 @@ pub async fn run(options: Options, cancel: CancellationToken) -> Result<(), Serv
     cancel.cancelled().await;
     tracing::info!("stopping: waiting for calls in flight");
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    // Long requests (waiting for a touch or a PIN) end now with AbortError.
     shared.gate.close().await;
+    virtual_keys::stop_all(&shared);
     if let Err(e) = connection.release_name(names::BUS_NAME).await {
         tracing::debug!(error = %e, "release_name failed");
     }
@@ -178,6 +239,20 @@ pub async fn run(options: Options, cancel: CancellationToken) -> Result<(), Serv
     {
         tracing::warn!("bus connection did not close within 3 s");
     }
+    // Every admitted call has answered; the store's writer flushes and closes on drop.
+    drop(rps);
+    drop(store);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The token layer's policy from the configuration.
+fn token_policy(config: &Config) -> crate::tokens::TokenPolicy {
+    let mut policy = crate::tokens::TokenPolicy::default();
+    policy.verify.hotp_window = config.policy.hotp_window;
+    policy.verify.totp_window_steps = config.policy.totp_window_steps;
+    policy.verify.resync_limit = config.policy.resync_limit;
+    policy.verify.challenge_ttl_secs = config.policy.challenge_ttl_secs;
+    policy.verify.max_failures = config.policy.max_failures;
+    policy
 }

@@ -148,6 +148,8 @@ fn demo_config(uid: u32) -> String {
     format!(
         "# keygatectl demo: the invoking uid administers and verifies\n\
          admin_uids = [{uid}]\nverifier_uids = [{uid}]\n\n\
+         # a throw-away instance: light Argon2id for the software tokens' PINs\n\
+         [soft_tokens]\nkdf_memory_kib = 1024\nkdf_passes = 1\n\n\
          [[relying_party]]\nid = \"example.org\"\nname = \"Example Org\"\n\
          origins = [\"https://example.org\", \"https://login.example.org\"]\n"
     )
@@ -327,7 +329,7 @@ async fn steps(conn: &zbus::Connection) -> Vec<(&'static str, Outcome)> {
         println!("6. Five wrong codes lock the token; an administrator unlocks it");
         record("lockout", super::demo_steps::lockout(tokens).await);
         println!("7. PANIC: every factor of the user revoked");
-        record("panic", super::demo_steps::panic_button(tokens).await);
+        record("panic", super::demo_steps::panic_button(conn, tokens).await);
     }
     outcomes
 }

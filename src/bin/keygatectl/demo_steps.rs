@@ -62,6 +62,37 @@ pub async fn webauthn(conn: &zbus::Connection) -> Outcome {
     });
     let path = call!(virt.create(&options.to_string()), "Virtual.Create");
     println!("   software security key {path} (PIN {KEY_PIN}, resident keys, touch auto-approved)");
+    // Answer the key's PIN requests as a user would: they arrive as Interaction signals sent
+    // to this connection only.
+    let mut interactions = match client.receive_interaction().await {
+        Ok(stream) => stream,
+        Err(e) => return Outcome::Failed(format!("cannot receive Interaction signals: {e}")),
+    };
+    let answerer = client.clone();
+    let pin_task = tokio::spawn(async move {
+        use futures_util::StreamExt;
+        while let Some(signal) = interactions.next().await {
+            let Ok(args) = signal.args() else { continue };
+            match args.kind.as_str() {
+                "pin" => {
+                    let retries = serde_json::from_str::<serde_json::Value>(&args.detail_json)
+                        .ok()
+                        .and_then(|d| d.get("retries").and_then(serde_json::Value::as_u64))
+                        .map_or_else(String::new, |r| format!(", {r} retries left"));
+                    println!("   the key asks for its PIN{retries}; the user types {KEY_PIN}");
+                    let _ = answerer.provide_pin(&args.request_id, KEY_PIN).await;
+                }
+                "touch" => println!("   Touch your security key (auto-approved)"),
+                _ => {}
+            }
+        }
+    });
+    let outcome = webauthn_ceremonies(&client, &rp).await;
+    pin_task.abort();
+    outcome
+}
+
+async fn webauthn_ceremonies(client: &WebAuthnProxy<'_>, rp: &RelyingPartyProxy<'_>) -> Outcome {
     let origin = "https://example.org";
     let (ceremony, creation) = call!(
         rp.start_registration("example.org", USER, "Alice Example"),
@@ -151,16 +182,21 @@ pub async fn digipass(tokens: &TokensProxy<'_>) -> Outcome {
     );
     println!("   the token shows {code}");
     let (ok, reason) = call!(tokens.verify_code(&serial, &code), "Tokens.VerifyCode");
-    println!("   server check of {code}: {} ({reason})", verdict(ok));
+    println!("   server check of {code}: {}", outcome_text(ok, &reason));
     check!(ok, "fresh code rejected: {reason}");
     let (ok, reason) = call!(tokens.verify_code(&serial, &code), "Tokens.VerifyCode");
-    println!("   the same code replayed: {} ({reason})", verdict(ok));
+    println!("   the same code replayed: {}", outcome_text(ok, &reason));
     check!(!ok, "replayed code accepted");
     Outcome::Passed
 }
 
-fn verdict(ok: bool) -> &'static str {
-    if ok { "accepted" } else { "rejected" }
+/// "accepted" or "rejected (reason)".
+fn outcome_text(ok: bool, reason: &str) -> String {
+    if ok {
+        "accepted".into()
+    } else {
+        format!("rejected ({reason})")
+    }
 }
 
 /// Step 4: CRAM (OCRA challenge-response).
@@ -185,15 +221,15 @@ pub async fn cram(tokens: &TokensProxy<'_>) -> Outcome {
         tokens.verify_response(&challenge, &response),
         "Tokens.VerifyResponse"
     );
-    println!("   server check: {} ({reason})", verdict(ok));
+    println!("   server check: {}", outcome_text(ok, &reason));
     check!(ok, "correct response rejected: {reason}");
     let (ok, reason) = call!(
         tokens.verify_response(&challenge, &response),
         "Tokens.VerifyResponse"
     );
     println!(
-        "   the same challenge answered again: {} ({reason})",
-        verdict(ok)
+        "   the same challenge answered again: {}",
+        outcome_text(ok, &reason)
     );
     check!(!ok, "a challenge was accepted twice");
     Outcome::Passed
@@ -227,12 +263,14 @@ pub async fn signature(tokens: &TokensProxy<'_>) -> Outcome {
         tokens.verify_signature(&challenge, &fields, &signature),
         "Tokens.VerifySignature"
     );
-    println!("   server check: {} ({reason})", verdict(ok));
+    println!("   server check: {}", outcome_text(ok, &reason));
     check!(ok, "genuine signature rejected: {reason}");
 
+    // Malware in the browser changes the amount: the bank issues its challenge over the
+    // tampered transaction, but the token signs what the user sees and confirms.
     let tampered = [("to", "BE71 0961 2345 6769"), ("amount", "25000.00 EUR")];
     let (challenge, _) = call!(
-        tokens.issue_transaction(&serial, &fields),
+        tokens.issue_transaction(&serial, &tampered),
         "Tokens.IssueTransaction"
     );
     let signature = call!(
@@ -244,9 +282,10 @@ pub async fn signature(tokens: &TokensProxy<'_>) -> Outcome {
         "Tokens.VerifySignature"
     );
     println!(
-        "   the same signature on amount {}: {} ({reason})",
+        "   tampered in transit to {}; the user signed {}: {}",
         tampered[1].1,
-        verdict(ok)
+        fields[1].1,
+        outcome_text(ok, &reason)
     );
     check!(!ok, "tampered transaction accepted");
     Outcome::Passed
@@ -272,7 +311,10 @@ pub async fn lockout(tokens: &TokensProxy<'_>) -> Outcome {
     }
     let code = call!(tokens.soft_code(&serial, TOKEN_PIN), "Tokens.SoftCode");
     let (ok, reason) = call!(tokens.verify_code(&serial, &code), "Tokens.VerifyCode");
-    println!("   then the right code {code}: {} ({reason})", verdict(ok));
+    println!(
+        "   then the right code {code}: {}",
+        outcome_text(ok, &reason)
+    );
     check!(!ok, "a locked token accepted a code (last reason {last})");
     check!(
         reason.contains("lock"),
@@ -283,15 +325,15 @@ pub async fn lockout(tokens: &TokensProxy<'_>) -> Outcome {
     let code = call!(tokens.soft_code(&serial, TOKEN_PIN), "Tokens.SoftCode");
     let (ok, reason) = call!(tokens.verify_code(&serial, &code), "Tokens.VerifyCode");
     println!(
-        "   after an administrator's unlock, code {code}: {} ({reason})",
-        verdict(ok)
+        "   after an administrator's unlock, code {code}: {}",
+        outcome_text(ok, &reason)
     );
     check!(ok, "unlocked token rejected a fresh code: {reason}");
     Outcome::Passed
 }
 
 /// Step 7: PANIC revokes every factor of the user.
-pub async fn panic_button(tokens: &TokensProxy<'_>) -> Outcome {
+pub async fn panic_button(conn: &zbus::Connection, tokens: &TokensProxy<'_>) -> Outcome {
     let list = call!(tokens.list(USER), "Tokens.List");
     let serials: Vec<String> = serde_json::from_str::<serde_json::Value>(&list)
         .ok()
@@ -312,6 +354,15 @@ pub async fn panic_button(tokens: &TokensProxy<'_>) -> Outcome {
         "only {revoked} of {} tokens revoked",
         serials.len()
     );
+    if let Ok(rp) = RelyingPartyProxy::new(conn).await {
+        match rp.start_authentication("example.org", USER).await {
+            Ok(_) if other > 0 => {
+                return Outcome::Failed("a revoked WebAuthn credential can still sign in".into());
+            }
+            Ok(_) => {}
+            Err(e) => println!("   example.org sign-in for {USER} after PANIC: refused ({e})"),
+        }
+    }
     for serial in &serials {
         let code = match tokens.soft_code(serial, TOKEN_PIN).await {
             Ok(code) => code,

@@ -1,0 +1,255 @@
+//! `org.keygate.Keygate1.RelyingParty` at `/org/keygate/Keygate1`: WebAuthn ceremonies for
+//! login servers, a thin adapter over [`crate::rp::RelyingParties`] (state in the store: a
+//! ceremony may finish after a restart, each state is single use and expires).
+//!
+//! Roles: the verifier role runs ceremonies and reads credentials; the admin role configures
+//! relying parties and deletes credentials.
+
+use std::sync::Arc;
+
+use zbus::message::Header;
+use zbus::{Connection, interface};
+
+use super::Shared;
+use super::caller::{Caller, Role};
+use super::error::BusError;
+use crate::rp::{RelyingParties, RpConfig, RpError};
+
+/// Maps ceremony errors onto named D-Bus errors.
+pub(crate) fn rp_error(err: RpError) -> BusError {
+    let text = err.to_string();
+    match err {
+        RpError::UnknownRp(_) | RpError::UnknownCeremony | RpError::NoCredentials { .. } => {
+            BusError::NotFound(text)
+        }
+        RpError::InvalidConfig(_)
+        | RpError::InvalidArgument(_)
+        | RpError::WrongCeremony { .. }
+        | RpError::MalformedResponse(_) => BusError::InvalidArgs(text),
+        RpError::CeremonyExpired
+        | RpError::Verification(_)
+        | RpError::CredentialExists
+        | RpError::CredentialRevoked
+        | RpError::CounterRegression { .. }
+        | RpError::BackupEligibilityLost => BusError::Rejected(text),
+        RpError::UserLocked(_) => BusError::Locked(text),
+        _ => {
+            tracing::error!(error = %text, "relying-party failure");
+            BusError::Failed("internal failure of the relying-party service".into())
+        }
+    }
+}
+
+/// The RelyingParty interface.
+#[derive(Debug)]
+pub struct RelyingParty {
+    shared: Arc<Shared>,
+    rps: Arc<RelyingParties>,
+}
+
+impl RelyingParty {
+    /// An adapter over `rps`.
+    pub fn new(shared: Arc<Shared>, rps: Arc<RelyingParties>) -> Self {
+        Self { shared, rps }
+    }
+
+    async fn caller(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        role: Role,
+    ) -> Result<Arc<Caller>, BusError> {
+        let caller = self.shared.access.caller(conn, header).await?;
+        self.shared.access.require(&caller, role)?;
+        Ok(caller)
+    }
+
+    async fn run<T, F>(&self, call: F) -> Result<T, BusError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&RelyingParties) -> Result<T, RpError> + Send + 'static,
+    {
+        let rps = Arc::clone(&self.rps);
+        tokio::task::spawn_blocking(move || call(&rps))
+            .await
+            .map_err(|e| BusError::Failed(format!("background task: {e}")))?
+            .map_err(rp_error)
+    }
+}
+
+#[interface(name = "org.keygate.Keygate1.RelyingParty")]
+impl RelyingParty {
+    /// Starts registering a credential for `user` at `rp_id` (verifier): (ceremony id,
+    /// PublicKeyCredentialCreationOptionsJSON).
+    async fn start_registration(
+        &self,
+        rp_id: &str,
+        user: &str,
+        display_name: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(String, String), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        self.caller(conn, &header, Role::Verifier).await?;
+        let (rp_id, user, display_name) =
+            (rp_id.to_owned(), user.to_owned(), display_name.to_owned());
+        let started = self
+            .run(move |rps| rps.start_registration(&rp_id, &user, &display_name))
+            .await?;
+        Ok((started.ceremony_id, started.options_json))
+    }
+
+    /// Finishes a registration with the client's RegistrationResponseJSON (verifier); returns
+    /// the new credential id (base64url).
+    async fn finish_registration(
+        &self,
+        ceremony_id: &str,
+        response_json: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        self.caller(conn, &header, Role::Verifier).await?;
+        self.shared.check_size("response_json", response_json)?;
+        let (id, response) = (ceremony_id.to_owned(), response_json.to_owned());
+        let info = self
+            .run(move |rps| rps.finish_registration(&id, &response))
+            .await?;
+        tracing::info!(rp = %info.rp_id, user = %info.user_login, "credential registered");
+        Ok(info.credential_id)
+    }
+
+    /// Starts authenticating `user` at `rp_id` (verifier): (ceremony id,
+    /// PublicKeyCredentialRequestOptionsJSON).
+    async fn start_authentication(
+        &self,
+        rp_id: &str,
+        user: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(String, String), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        self.caller(conn, &header, Role::Verifier).await?;
+        let (rp_id, user) = (rp_id.to_owned(), user.to_owned());
+        let started = self
+            .run(move |rps| rps.start_authentication(&rp_id, &user))
+            .await?;
+        Ok((started.ceremony_id, started.options_json))
+    }
+
+    /// Finishes an authentication with the client's AuthenticationResponseJSON (verifier);
+    /// returns `{"rp_id", "user", "credential_id", "counter", "user_verified",
+    /// "backup_eligible", "backup_state"}`. The counter moves by compare-and-set before the
+    /// answer.
+    async fn finish_authentication(
+        &self,
+        ceremony_id: &str,
+        response_json: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        self.caller(conn, &header, Role::Verifier).await?;
+        self.shared.check_size("response_json", response_json)?;
+        let (id, response) = (ceremony_id.to_owned(), response_json.to_owned());
+        let outcome = self
+            .run(move |rps| rps.finish_authentication(&id, &response))
+            .await?;
+        Ok(serde_json::json!({
+            "rp_id": outcome.rp_id,
+            "user": outcome.user_login,
+            "credential_id": outcome.credential_id,
+            "counter": outcome.counter,
+            "user_verified": outcome.user_verified,
+            "backup_eligible": outcome.backup_eligible,
+            "backup_state": outcome.backup_state,
+        })
+        .to_string())
+    }
+
+    /// The configured relying parties as JSON (admin or verifier).
+    async fn list_relying_parties(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.shared.access.caller(conn, &header).await?;
+        if !self.shared.access.has_role(&caller, Role::Admin) {
+            self.shared.access.require(&caller, Role::Verifier)?;
+        }
+        serde_json::to_string(&self.rps.list())
+            .map_err(|e| BusError::Failed(format!("encoding: {e}")))
+    }
+
+    /// Adds or replaces a relying party from an RpConfig JSON (admin): `{"id", "name",
+    /// "origins", "attestation": {"kind": "none"} | {"kind": "ca_list", "ca_pems"},
+    /// "user_verification": "required" | "preferred"}`.
+    async fn configure(
+        &self,
+        config_json: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, Role::Admin).await?;
+        self.shared.check_size("config_json", config_json)?;
+        let config: RpConfig = serde_json::from_str(config_json)
+            .map_err(|e| BusError::InvalidArgs(format!("config_json: {e}")))?;
+        tracing::info!(rp = %config.id, uid = caller.uid, "relying party configured");
+        self.run(move |rps| rps.configure(config)).await
+    }
+
+    /// Removes a relying party with its credentials (admin).
+    async fn remove(
+        &self,
+        rp_id: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        self.caller(conn, &header, Role::Admin).await?;
+        let id = rp_id.to_owned();
+        if self.run(move |rps| rps.remove(&id)).await? {
+            Ok(())
+        } else {
+            Err(BusError::NotFound(format!("no relying party {rp_id}")))
+        }
+    }
+
+    /// The credentials (public data) of `user` at `rp_id` as JSON (admin or verifier).
+    async fn credentials(
+        &self,
+        rp_id: &str,
+        user: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.shared.access.caller(conn, &header).await?;
+        if !self.shared.access.has_role(&caller, Role::Admin) {
+            self.shared.access.require(&caller, Role::Verifier)?;
+        }
+        let (rp_id, user) = (rp_id.to_owned(), user.to_owned());
+        let list = self.run(move |rps| rps.credentials(&rp_id, &user)).await?;
+        serde_json::to_string(&list).map_err(|e| BusError::Failed(format!("encoding: {e}")))
+    }
+
+    /// Deletes one credential (admin).
+    async fn delete_credential(
+        &self,
+        rp_id: &str,
+        credential_id: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        self.caller(conn, &header, Role::Admin).await?;
+        let (rp, id) = (rp_id.to_owned(), credential_id.to_owned());
+        if self.run(move |rps| rps.delete_credential(&rp, &id)).await? {
+            Ok(())
+        } else {
+            Err(BusError::NotFound(format!("no credential {credential_id}")))
+        }
+    }
+}

@@ -1,0 +1,752 @@
+//! `org.keygate.Keygate1.Tokens` at `/org/keygate/Keygate1`: a thin adapter over
+//! [`crate::tokens::TokenService`] (and the software tokens of [`super::soft`]).
+//!
+//! Roles per method (checked here from the caller's credentials; the shipped D-Bus policy is
+//! the first lock):
+//! - admin: `Create`, `ImportPskc`, `ExportPskc`, `Resync`, `Unlock`, `UnlockUser`, `Delete`;
+//! - verifier: `VerifyCode`, `IssueChallenge`, `VerifyResponse`, `IssueTransaction`,
+//!   `VerifySignature`;
+//! - admin or verifier: `List`, `RevokeUser` (PANIC comes from the login page or the helpdesk);
+//! - anyone, for their own software tokens only: `SoftList`, `SoftCode`, `SoftRespond`, `SoftSign`.
+//!
+//! A check answers `(accepted, reason)` only after its effect is durable. An unknown serial or
+//! challenge is a `NotFound` error; a malformed argument is `InvalidArgs`.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use zbus::message::Header;
+use zbus::{Connection, interface};
+
+use super::Shared;
+use super::caller::{Caller, Role};
+use super::error::BusError;
+use super::soft::SoftTokens;
+use crate::otp::HashAlg;
+use crate::secret::Secret;
+use crate::tokens::{
+    NewTokenRequest, RejectReason, Target, TokenError, TokenInfo, TokenKind, TokenService, Verdict,
+};
+
+/// Most transaction fields in one signature request.
+const MAX_FIELDS: usize = 32;
+/// Longest code, response or signature accepted.
+const MAX_CODE_LEN: usize = 256;
+
+/// `Create`'s JSON spec.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSpec {
+    user: Option<String>,
+    #[serde(default = "default_kind")]
+    kind: String,
+    serial: Option<String>,
+    digits: Option<u32>,
+    algorithm: Option<String>,
+    period: Option<u64>,
+    t0: Option<u64>,
+    suite: Option<String>,
+    counter: Option<u64>,
+    issuer: Option<String>,
+    label: Option<String>,
+    /// Admin-provided seed (migration from another system), hex.
+    seed_hex: Option<String>,
+    /// Keep a software token for a uid, unlocked by a PIN.
+    software: Option<SoftSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SoftSpec {
+    pin: String,
+    /// Owner uid (default: the caller).
+    owner_uid: Option<u32>,
+}
+
+/// `ImportPskc` / `ExportPskc` key JSON.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeySpec {
+    key_hex: Option<String>,
+    password: Option<String>,
+    user: Option<String>,
+    allow_short_secrets: Option<bool>,
+}
+
+fn default_kind() -> String {
+    "totp".into()
+}
+
+/// Maps the token layer's errors onto named D-Bus errors (no secrets in messages).
+pub(crate) fn token_error(err: TokenError) -> BusError {
+    match err {
+        TokenError::NotFound(m) => BusError::NotFound(m),
+        TokenError::InvalidRequest(m) => BusError::InvalidArgs(m),
+        TokenError::Otp(e) => BusError::InvalidArgs(e.to_string()),
+        e @ TokenError::ImportRefused { .. } => BusError::InvalidArgs(e.to_string()),
+        e @ TokenError::WrongKind { .. } => BusError::InvalidArgs(e.to_string()),
+        e @ TokenError::Contention(_) => BusError::Failed(e.to_string()),
+        e => {
+            tracing::error!(error = %e, "token service failure");
+            BusError::Failed("internal failure of the token service".into())
+        }
+    }
+}
+
+/// `(accepted, reason)`; an unknown serial or challenge is `NotFound`.
+fn verdict(v: Verdict) -> Result<(bool, String), BusError> {
+    match v {
+        Verdict::Accepted { .. } => Ok((true, "accepted".into())),
+        Verdict::Rejected {
+            reason: RejectReason::UnknownSerial,
+            ..
+        } => Err(BusError::NotFound("unknown serial".into())),
+        Verdict::Rejected {
+            reason: RejectReason::UnknownChallenge,
+            ..
+        } => Err(BusError::NotFound("unknown challenge".into())),
+        Verdict::Rejected { reason, .. } => Ok((false, reason.as_str().to_owned())),
+    }
+}
+
+pub(crate) fn info_json(info: &TokenInfo) -> serde_json::Value {
+    serde_json::json!({
+        "serial": info.serial,
+        "kind": info.kind.as_str(),
+        "algorithm": info.algorithm,
+        "digits": info.digits,
+        "period": info.period,
+        "suite": info.suite,
+        "counter": info.counter,
+        "fail_count": info.fail_count,
+        "locked": info.locked,
+        "issuer": info.issuer,
+        "label": info.label,
+        "user": info.owner,
+        "created_at": info.created_at,
+        "revoked": info.revoked,
+    })
+}
+
+fn check_len(what: &str, value: &str, max: usize) -> Result<(), BusError> {
+    if value.len() > max {
+        Err(BusError::InvalidArgs(format!(
+            "{what} is longer than {max} bytes"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+fn owned_fields(fields: &[(String, String)]) -> Result<Vec<(String, String)>, BusError> {
+    if fields.is_empty() || fields.len() > MAX_FIELDS {
+        return Err(BusError::InvalidArgs(format!(
+            "a transaction has 1 to {MAX_FIELDS} fields"
+        )));
+    }
+    for (name, value) in fields {
+        check_len("field name", name, 256)?;
+        check_len("field value", value, 4096)?;
+    }
+    Ok(fields.to_vec())
+}
+
+fn audit_name(caller: &Caller) -> String {
+    format!("uid={} bus={}", caller.uid, caller.unique_name)
+}
+
+/// The Tokens interface.
+#[derive(Debug)]
+pub struct Tokens {
+    shared: Arc<Shared>,
+    service: TokenService,
+    soft: Arc<SoftTokens>,
+}
+
+impl Tokens {
+    /// An adapter over `service` and the software tokens `soft`.
+    pub fn new(shared: Arc<Shared>, service: TokenService, soft: Arc<SoftTokens>) -> Self {
+        Self {
+            shared,
+            service,
+            soft,
+        }
+    }
+
+    async fn caller(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        role: Option<Role>,
+    ) -> Result<Arc<Caller>, BusError> {
+        let caller = self.shared.access.caller(conn, header).await?;
+        if let Some(role) = role {
+            self.shared.access.require(&caller, role)?;
+        }
+        Ok(caller)
+    }
+
+    async fn admin_or_verifier(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+    ) -> Result<Arc<Caller>, BusError> {
+        let caller = self.caller(conn, header, None).await?;
+        if self.shared.access.has_role(&caller, Role::Admin)
+            || self.shared.access.has_role(&caller, Role::Verifier)
+        {
+            Ok(caller)
+        } else {
+            self.shared.access.require(&caller, Role::Verifier)?;
+            Ok(caller)
+        }
+    }
+
+    async fn run<T, F>(&self, call: F) -> Result<T, BusError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&TokenService) -> Result<T, TokenError> + Send + 'static,
+    {
+        self.service.blocking(call).await.map_err(token_error)
+    }
+}
+
+fn new_request(
+    spec: &CreateSpec,
+    default_owner: Option<String>,
+) -> Result<NewTokenRequest, BusError> {
+    let kind = match spec.kind.as_str() {
+        "totp" => TokenKind::Totp,
+        "hotp" => TokenKind::Hotp,
+        "ocra" | "ocra-cr" | "cram" => TokenKind::ChallengeResponse,
+        "ocra-sign" | "signature" => TokenKind::Signature,
+        other => {
+            return Err(BusError::InvalidArgs(format!(
+                "kind {other:?} is not totp, hotp, ocra or ocra-sign"
+            )));
+        }
+    };
+    let mut request = NewTokenRequest::new(kind);
+    request.serial = spec.serial.clone();
+    request.digits = spec.digits;
+    request.period = spec.period;
+    request.t0 = spec.t0.unwrap_or(0);
+    request.suite = spec.suite.clone();
+    request.counter = spec.counter.unwrap_or(0);
+    request.issuer = spec.issuer.clone().or_else(|| Some("keygate".into()));
+    request.label = spec.label.clone();
+    request.owner = spec.user.clone().or(default_owner);
+    if let Some(alg) = &spec.algorithm {
+        request.algorithm = HashAlg::from_name(alg)
+            .ok_or_else(|| BusError::InvalidArgs(format!("unknown algorithm {alg:?}")))?;
+    }
+    if let Some(hex) = &spec.seed_hex {
+        let seed = data_encoding::HEXLOWER_PERMISSIVE
+            .decode(hex.as_bytes())
+            .map_err(|_| BusError::InvalidArgs("seed_hex is not hex".into()))?;
+        request.seed = Some(Secret::new(seed));
+    }
+    Ok(request)
+}
+
+/// The `otpauth://` URI of a new HOTP/TOTP token ("" for OCRA tokens).
+fn otpauth_uri(info: &TokenInfo, seed: &Secret<Vec<u8>>) -> String {
+    use crate::otp::otpauth::{OtpauthMethod, OtpauthUri};
+    let method = match info.kind {
+        TokenKind::Hotp => OtpauthMethod::Hotp {
+            counter: info.counter,
+        },
+        TokenKind::Totp => OtpauthMethod::Totp {
+            period: info.period,
+        },
+        _ => return String::new(),
+    };
+    let Some(algorithm) = HashAlg::from_name(&info.algorithm) else {
+        return String::new();
+    };
+    let account = info
+        .label
+        .clone()
+        .or_else(|| info.owner.clone())
+        .unwrap_or_else(|| info.serial.clone());
+    OtpauthUri {
+        method,
+        secret: seed.clone(),
+        issuer: info.issuer.clone(),
+        account,
+        algorithm,
+        digits: info.digits,
+    }
+    .to_uri()
+}
+
+#[interface(name = "org.keygate.Keygate1.Tokens")]
+impl Tokens {
+    /// Creates a token (admin). `spec_json`: `{"user", "kind": totp|hotp|ocra|ocra-sign,
+    /// "digits", "algorithm", "period", "suite", "serial", "counter", "issuer", "label",
+    /// "seed_hex", "software": {"pin", "owner_uid"}}`. Returns (serial, otpauth URI, QR code as
+    /// text); the URI carries the seed once, for enrolment in an authenticator app, and is empty
+    /// for OCRA tokens and for tokens kept as software tokens in keygated.
+    async fn create(
+        &self,
+        spec_json: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(String, String, String), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, Some(Role::Admin)).await?;
+        self.shared.check_size("spec_json", spec_json)?;
+        let spec: CreateSpec = serde_json::from_str(spec_json)
+            .map_err(|e| BusError::InvalidArgs(format!("spec_json: {e}")))?;
+        let request = new_request(&spec, None)?;
+        let soft_pin = spec.software.as_ref().map(|s| Secret::new(s.pin.clone()));
+        let soft_owner = spec
+            .software
+            .as_ref()
+            .map(|s| s.owner_uid.unwrap_or(caller.uid));
+        if let Some(pin) = &soft_pin {
+            self.soft.check_pin_format(pin.expose_secret())?;
+        }
+        let who = audit_name(&caller);
+        let created = self.run(move |svc| svc.create_token(&who, request)).await?;
+        tracing::info!(serial = %created.info.serial, kind = %created.info.kind, uid = caller.uid, "token created");
+        if let (Some(pin), Some(owner)) = (soft_pin, soft_owner) {
+            let result = self.soft.create(owner, &created, pin).await;
+            if let Err(e) = result {
+                // Do not leave a verifier token behind whose only holder failed.
+                let who = audit_name(&caller);
+                let serial = created.info.serial.clone();
+                let _ = self.run(move |svc| svc.delete_token(&who, &serial)).await;
+                return Err(e);
+            }
+            return Ok((created.info.serial.clone(), String::new(), String::new()));
+        }
+        let uri = otpauth_uri(&created.info, &created.seed);
+        let qr = if uri.is_empty() {
+            String::new()
+        } else {
+            super::qr::terminal_qr(&uri)?
+        };
+        Ok((created.info.serial.clone(), uri, qr))
+    }
+
+    /// Imports tokens from a PSKC (RFC 6030) document (admin), all or nothing. `key_json`:
+    /// `{"key_hex"}` (pre-shared key) or `{"password"}` (PBKDF2), optional `"user"` (owner of
+    /// keys without a UserId) and `"allow_short_secrets"`. Returns the serials.
+    async fn import_pskc(
+        &self,
+        pskc_xml: &str,
+        key_json: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<String>, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, Some(Role::Admin)).await?;
+        self.shared.check_size("pskc_xml", pskc_xml)?;
+        let key = parse_key(key_json)?;
+        let decryption = match (&key.key_hex, &key.password) {
+            (Some(hex), _) => crate::otp::pskc::PskcDecryption::PreSharedKey(Secret::new(
+                data_encoding::HEXLOWER_PERMISSIVE
+                    .decode(hex.as_bytes())
+                    .map_err(|_| BusError::InvalidArgs("key_hex is not hex".into()))?,
+            )),
+            (None, Some(password)) => {
+                crate::otp::pskc::PskcDecryption::Password(Secret::new(password.clone()))
+            }
+            (None, None) => crate::otp::pskc::PskcDecryption::None,
+        };
+        let file = crate::otp::pskc::parse(pskc_xml, &decryption)
+            .map_err(|e| BusError::InvalidArgs(format!("PSKC: {e}")))?;
+        let options = crate::otp::pskc::ImportOptions {
+            allow_short_secrets: key.allow_short_secrets.unwrap_or(false),
+            ..Default::default()
+        };
+        let imported = crate::otp::pskc::import_policy(&file, &options)
+            .map_err(|e| BusError::InvalidArgs(format!("PSKC: {e}")))?;
+        let mut requests = Vec::with_capacity(imported.len());
+        for token in imported {
+            requests.push(pskc_request(token, key.user.clone())?);
+        }
+        let who = audit_name(&caller);
+        let created = self
+            .run(move |svc| svc.create_tokens(&who, requests))
+            .await?;
+        tracing::info!(count = created.len(), uid = caller.uid, "PSKC imported");
+        Ok(created.into_iter().map(|c| c.info.serial).collect())
+    }
+
+    /// Exports tokens as PSKC (admin), seeds always encrypted: `key_json` is `{"password"}`
+    /// (PBKDF2-HMAC-SHA1, AES-128-CBC) or `{"key_hex"}` (pre-shared AES key).
+    async fn export_pskc(
+        &self,
+        serials: Vec<String>,
+        key_json: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, Some(Role::Admin)).await?;
+        if serials.is_empty() || serials.len() > 10_000 {
+            return Err(BusError::InvalidArgs("export 1 to 10000 serials".into()));
+        }
+        let key = parse_key(key_json)?;
+        let protection = match (&key.key_hex, &key.password) {
+            (Some(hex), _) => crate::otp::pskc::PskcProtection::PreSharedKey {
+                key: Secret::new(
+                    data_encoding::HEXLOWER_PERMISSIVE
+                        .decode(hex.as_bytes())
+                        .map_err(|_| BusError::InvalidArgs("key_hex is not hex".into()))?,
+                ),
+                key_name: "keygate-export".into(),
+            },
+            (None, Some(password)) if password.len() >= 8 => {
+                crate::otp::pskc::PskcProtection::Password {
+                    password: Secret::new(password.clone()),
+                    iterations: 100_000,
+                    key_name: "keygate-export".into(),
+                }
+            }
+            _ => {
+                return Err(BusError::InvalidArgs(
+                    "an export is encrypted: give key_hex or a password of 8+ characters".into(),
+                ));
+            }
+        };
+        tracing::info!(count = serials.len(), uid = caller.uid, "PSKC export");
+        self.run(move |svc| super::pskc_export::export(svc, &serials, &protection))
+            .await
+    }
+
+    /// Tokens of `user` ("" = all) as a JSON array (admin or verifier). Never seeds.
+    async fn list(
+        &self,
+        user: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        self.admin_or_verifier(conn, &header).await?;
+        check_len("user", user, 256)?;
+        let owner = (!user.is_empty()).then(|| user.to_owned());
+        let list = self
+            .run(move |svc| svc.list_tokens(owner.as_deref()))
+            .await?;
+        Ok(serde_json::Value::Array(list.iter().map(info_json).collect()).to_string())
+    }
+
+    /// Checks an OTP code of a HOTP/TOTP token (verifier): (accepted, reason). The counter,
+    /// drift or fail count is durable before the answer.
+    async fn verify_code(
+        &self,
+        serial: &str,
+        code: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(bool, String), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, Some(Role::Verifier)).await?;
+        check_len("serial", serial, 256)?;
+        check_len("code", code, MAX_CODE_LEN)?;
+        let (who, serial, code) = (audit_name(&caller), serial.to_owned(), code.to_owned());
+        verdict(
+            self.run(move |svc| svc.verify_code(&who, Target::Serial(&serial), &code))
+                .await?,
+        )
+    }
+
+    /// Issues a single-use OCRA challenge (verifier): (challenge id, question).
+    async fn issue_challenge(
+        &self,
+        serial: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(String, String), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, Some(Role::Verifier)).await?;
+        check_len("serial", serial, 256)?;
+        let (who, serial) = (audit_name(&caller), serial.to_owned());
+        let challenge = self
+            .run(move |svc| svc.issue_challenge(&who, &serial))
+            .await?;
+        Ok((challenge.id, challenge.question))
+    }
+
+    /// Checks the response to a challenge (verifier): (accepted, reason). The challenge is
+    /// consumed by this check.
+    async fn verify_response(
+        &self,
+        challenge_id: &str,
+        response: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(bool, String), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, Some(Role::Verifier)).await?;
+        check_len("challenge_id", challenge_id, 256)?;
+        check_len("response", response, MAX_CODE_LEN)?;
+        let (who, id, response) = (
+            audit_name(&caller),
+            challenge_id.to_owned(),
+            response.to_owned(),
+        );
+        verdict(
+            self.run(move |svc| svc.verify_response(&who, &id, &response))
+                .await?,
+        )
+    }
+
+    /// Issues a single-use transaction-signature challenge over (name, value) fields
+    /// (verifier): (challenge id, question).
+    async fn issue_transaction(
+        &self,
+        serial: &str,
+        fields: Vec<(String, String)>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(String, String), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, Some(Role::Verifier)).await?;
+        check_len("serial", serial, 256)?;
+        let fields = owned_fields(&fields)?;
+        let (who, serial) = (audit_name(&caller), serial.to_owned());
+        let challenge = self
+            .run(move |svc| svc.issue_signature_challenge(&who, &serial, fields))
+            .await?;
+        Ok((challenge.id, challenge.question))
+    }
+
+    /// Checks a transaction signature (verifier): the fields must be those of the challenge.
+    async fn verify_signature(
+        &self,
+        challenge_id: &str,
+        fields: Vec<(String, String)>,
+        signature: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(bool, String), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, Some(Role::Verifier)).await?;
+        check_len("challenge_id", challenge_id, 256)?;
+        check_len("signature", signature, MAX_CODE_LEN)?;
+        let fields = owned_fields(&fields)?;
+        let (who, id, signature) = (
+            audit_name(&caller),
+            challenge_id.to_owned(),
+            signature.to_owned(),
+        );
+        verdict(
+            self.run(move |svc| svc.verify_signature(&who, &id, &fields, &signature))
+                .await?,
+        )
+    }
+
+    /// Resynchronises a HOTP/TOTP token with two consecutive codes (admin).
+    async fn resync(
+        &self,
+        serial: &str,
+        code1: &str,
+        code2: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(bool, String), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, Some(Role::Admin)).await?;
+        check_len("serial", serial, 256)?;
+        check_len("code1", code1, MAX_CODE_LEN)?;
+        check_len("code2", code2, MAX_CODE_LEN)?;
+        let (who, serial, code1, code2) = (
+            audit_name(&caller),
+            serial.to_owned(),
+            code1.to_owned(),
+            code2.to_owned(),
+        );
+        verdict(
+            self.run(move |svc| svc.resync(&who, &serial, &code1, &code2))
+                .await?,
+        )
+    }
+
+    /// Unlocks a token locked by failures (admin).
+    async fn unlock(
+        &self,
+        serial: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, Some(Role::Admin)).await?;
+        check_len("serial", serial, 256)?;
+        let (who, s) = (audit_name(&caller), serial.to_owned());
+        if self.run(move |svc| svc.unlock_token(&who, &s)).await? {
+            Ok(())
+        } else {
+            Err(BusError::NotFound(format!("no token {serial}")))
+        }
+    }
+
+    /// Unlocks a user locked by failures (admin).
+    async fn unlock_user(
+        &self,
+        user: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, Some(Role::Admin)).await?;
+        check_len("user", user, 256)?;
+        let (who, u) = (audit_name(&caller), user.to_owned());
+        if self.run(move |svc| svc.unlock_user(&who, &u)).await? {
+            Ok(())
+        } else {
+            Err(BusError::NotFound(format!("no user {user}")))
+        }
+    }
+
+    /// Deletes a token (admin); its software token, if any, goes with it.
+    async fn delete(
+        &self,
+        serial: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, Some(Role::Admin)).await?;
+        check_len("serial", serial, 256)?;
+        let (who, s) = (audit_name(&caller), serial.to_owned());
+        if self.run(move |svc| svc.delete_token(&who, &s)).await? {
+            self.soft.remove_serial(serial).await;
+            Ok(())
+        } else {
+            Err(BusError::NotFound(format!("no token {serial}")))
+        }
+    }
+
+    /// PANIC (admin or verifier): revokes every factor of `user` (tokens and WebAuthn
+    /// credentials) at once. Returns (tokens revoked, other factors revoked).
+    async fn revoke_user(
+        &self,
+        user: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(u64, u64), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.admin_or_verifier(conn, &header).await?;
+        check_len("user", user, 256)?;
+        let (who, u) = (audit_name(&caller), user.to_owned());
+        let summary = self.run(move |svc| svc.revoke_user(&who, &u)).await?;
+        tracing::warn!(
+            user,
+            uid = caller.uid,
+            tokens = summary.tokens,
+            "PANIC: user revoked"
+        );
+        Ok((summary.tokens, summary.other_factors))
+    }
+
+    /// The caller's own software tokens as a JSON array.
+    async fn soft_list(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, None).await?;
+        Ok(self.soft.list(caller.uid).await?.to_string())
+    }
+
+    /// The current code of one of the caller's software tokens, unlocked by its PIN.
+    async fn soft_code(
+        &self,
+        serial: &str,
+        pin: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, None).await?;
+        check_len("serial", serial, 256)?;
+        check_len("pin", pin, 64)?;
+        self.soft
+            .code(caller.uid, serial, Secret::new(pin.to_owned()))
+            .await
+    }
+
+    /// One of the caller's software tokens answers a challenge question.
+    async fn soft_respond(
+        &self,
+        serial: &str,
+        pin: &str,
+        question: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, None).await?;
+        check_len("serial", serial, 256)?;
+        check_len("pin", pin, 64)?;
+        check_len("question", question, 256)?;
+        self.soft
+            .respond(caller.uid, serial, Secret::new(pin.to_owned()), question)
+            .await
+    }
+
+    /// One of the caller's software tokens signs transaction fields.
+    async fn soft_sign(
+        &self,
+        serial: &str,
+        pin: &str,
+        fields: Vec<(String, String)>,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.caller(conn, &header, None).await?;
+        check_len("serial", serial, 256)?;
+        check_len("pin", pin, 64)?;
+        let fields = owned_fields(&fields)?;
+        self.soft
+            .sign(caller.uid, serial, Secret::new(pin.to_owned()), fields)
+            .await
+    }
+}
+
+fn parse_key(key_json: &str) -> Result<KeySpec, BusError> {
+    check_len("key_json", key_json, 64 * 1024)?;
+    if key_json.trim().is_empty() {
+        return Ok(KeySpec::default());
+    }
+    serde_json::from_str(key_json).map_err(|e| BusError::InvalidArgs(format!("key_json: {e}")))
+}
+
+fn pskc_request(
+    token: crate::otp::pskc::PskcToken,
+    default_owner: Option<String>,
+) -> Result<NewTokenRequest, BusError> {
+    use crate::otp::token::TokenKind as OtpKind;
+    let params = &token.params;
+    let (kind, suite) = match &params.kind {
+        OtpKind::ResponseOnlyHotp => (TokenKind::Hotp, None),
+        OtpKind::ResponseOnlyTotp => (TokenKind::Totp, None),
+        OtpKind::ChallengeResponse { suite } => {
+            (TokenKind::ChallengeResponse, Some(suite.to_string()))
+        }
+        OtpKind::Signature { suite } => (TokenKind::Signature, Some(suite.to_string())),
+    };
+    let mut request = NewTokenRequest::new(kind);
+    request.serial = Some(params.serial.as_str().to_owned());
+    request.seed = Some(token.secret.clone());
+    request.algorithm = params.alg;
+    request.digits = Some(params.digits);
+    request.period = Some(params.step);
+    request.t0 = params.t0;
+    request.suite = suite;
+    request.counter = token.counter;
+    request.issuer = params.issuer.clone();
+    request.label = params.label.clone();
+    request.owner = token
+        .user_id
+        .clone()
+        .or_else(|| params.owner.clone())
+        .or(default_owner);
+    Ok(request)
+}

@@ -1,0 +1,387 @@
+//! `org.keygate.Keygate1.Virtual` at `/org/keygate/Keygate1`: software security keys owned by
+//! the calling uid. Each key is an [`crate::authenticator::SoftKey`] served by
+//! [`crate::authenticator::serve`] on an in-process HID pipe, driven through a
+//! [`crate::device::Device`] like any USB key, and published as a Device object. Only its owner
+//! lists, controls, removes or uses it (root may remove any); `DeviceAdded` / `DeviceRemoved`
+//! for a software key go to the creating connection only.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use zbus::message::Header;
+use zbus::{Connection, ObjectServer, OwnedObjectPath, interface};
+
+use super::Shared;
+use super::caller::Caller;
+use super::device_object::DeviceObject;
+use super::devices::{DeviceHandle, DeviceKind, DeviceRecord};
+use super::error::BusError;
+use super::names::{MANAGER_IFACE, ROOT_PATH};
+use crate::authenticator::{
+    AttestationKind, CtapVersion, PresencePolicy, SharedSoftKey, SoftKey, SoftKeyOptions,
+};
+use crate::device::{Device, DeviceOptions};
+use crate::hid::ReportPipe;
+
+/// Most software keys one uid may hold at once.
+pub const MAX_KEYS_PER_UID: usize = 16;
+
+/// `Create`'s JSON options (all optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateOptions {
+    name: Option<String>,
+    pin: Option<String>,
+    resident_keys: Option<bool>,
+    client_pin: Option<bool>,
+    presence: Option<String>,
+    presence_timeout_ms: Option<u64>,
+    attestation: Option<String>,
+    ctap: Option<String>,
+    always_uv: Option<bool>,
+    min_pin_length: Option<u8>,
+    large_blobs: Option<bool>,
+    aaguid: Option<String>,
+}
+
+fn presence_policy(name: &str, timeout_ms: Option<u64>) -> Result<PresencePolicy, BusError> {
+    match name {
+        "auto" => Ok(PresencePolicy::AutoApprove),
+        "deny" => Ok(PresencePolicy::Deny),
+        "wait" => Ok(PresencePolicy::WaitForApproval {
+            timeout: Duration::from_millis(timeout_ms.unwrap_or(30_000).clamp(100, 600_000)),
+        }),
+        other => Err(BusError::InvalidArgs(format!(
+            "presence {other:?} is not auto, deny or wait"
+        ))),
+    }
+}
+
+fn build_options(options: &CreateOptions) -> Result<(SoftKeyOptions, PresencePolicy), BusError> {
+    let invalid = |e: crate::authenticator::AuthnError| BusError::InvalidArgs(e.to_string());
+    let mut soft = SoftKeyOptions::default();
+    if let Some(ctap) = &options.ctap {
+        soft.ctap = ctap.parse::<CtapVersion>().map_err(invalid)?;
+    }
+    if let Some(attestation) = &options.attestation {
+        soft.attestation = attestation.parse::<AttestationKind>().map_err(invalid)?;
+    }
+    if let Some(rk) = options.resident_keys {
+        soft.resident_keys = rk;
+    }
+    if let Some(client_pin) = options.client_pin {
+        soft.client_pin = client_pin;
+    }
+    if let Some(always_uv) = options.always_uv {
+        soft.always_uv = always_uv;
+    }
+    if let Some(min) = options.min_pin_length {
+        soft.min_pin_length = min;
+    }
+    if let Some(large_blobs) = options.large_blobs {
+        soft.large_blobs = large_blobs;
+    }
+    if let Some(aaguid) = &options.aaguid {
+        soft.aaguid = SoftKeyOptions::parse_aaguid(aaguid).map_err(invalid)?;
+    }
+    soft.initial_pin = options.pin.clone();
+    soft.validate().map_err(invalid)?;
+    let policy = presence_policy(
+        options.presence.as_deref().unwrap_or("auto"),
+        options.presence_timeout_ms,
+    )?;
+    Ok((soft, policy))
+}
+
+/// The Virtual interface.
+#[derive(Debug)]
+pub struct Virtual {
+    shared: Arc<Shared>,
+}
+
+impl Virtual {
+    /// The interface over the daemon's shared state.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// The caller's software key at `path` (root: any software key).
+    fn own_key(&self, caller: &Caller, path: &str) -> Result<Arc<DeviceHandle>, BusError> {
+        let not_found = || BusError::NotFound(format!("you have no software key {path}"));
+        let handle = self.shared.devices.get(path).ok_or_else(not_found)?;
+        let mine = handle.record.owner == Some(caller.uid)
+            || (caller.uid == 0 && handle.record.kind == DeviceKind::Virtual);
+        if mine && handle.soft.is_some() {
+            Ok(handle)
+        } else {
+            Err(not_found())
+        }
+    }
+}
+
+/// Starts a software key and its driver; returns the handle (not yet registered).
+pub async fn start_key(
+    shared: &Shared,
+    owner: u32,
+    name: String,
+    options: SoftKeyOptions,
+    policy: PresencePolicy,
+) -> Result<Arc<DeviceHandle>, BusError> {
+    let key = SoftKey::new(options).map_err(|e| BusError::InvalidArgs(e.to_string()))?;
+    let key = SharedSoftKey::new(key, policy);
+    let (host, device_end) = crate::hid::pair();
+    let stop = shared.cancel.child_token();
+    let served = key.clone();
+    let serve_stop = stop.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::authenticator::serve(device_end, served, serve_stop).await {
+            tracing::warn!(error = %e, "software key stopped");
+        }
+    });
+    let pipe: Box<dyn ReportPipe> = Box::new(host);
+    let device = match Device::open(pipe, DeviceOptions::default()).await {
+        Ok(device) => device,
+        Err(e) => {
+            stop.cancel();
+            return Err(BusError::Failed(format!("software key did not start: {e}")));
+        }
+    };
+    let info = device.info().cloned().unwrap_or_default();
+    let path = shared.devices.allocate_path(DeviceKind::Virtual);
+    Ok(Arc::new(DeviceHandle {
+        record: DeviceRecord {
+            path,
+            kind: DeviceKind::Virtual,
+            name,
+            owner: Some(owner),
+            node: None,
+        },
+        device: tokio::sync::Mutex::new(device),
+        info: std::sync::Mutex::new(info),
+        soft: Some(key),
+        stop,
+    }))
+}
+
+async fn emit_to(
+    conn: &Connection,
+    destination: &str,
+    member: &str,
+    body: &(impl serde::Serialize + zbus::DynamicType),
+) {
+    if let Err(e) = conn
+        .emit_signal(Some(destination), ROOT_PATH, MANAGER_IFACE, member, body)
+        .await
+    {
+        tracing::debug!(error = %e, member, "signal not delivered");
+    }
+}
+
+#[interface(name = "org.keygate.Keygate1.Virtual")]
+impl Virtual {
+    /// Creates a software security key owned by the caller; returns its Device object path.
+    /// `options_json` (all optional): `{"name", "pin", "resident_keys", "client_pin",
+    /// "presence": "auto"|"deny"|"wait", "presence_timeout_ms", "attestation":
+    /// "none"|"self"|"packed", "ctap": "2.1"|"2.0"|"u2f", "always_uv", "min_pin_length",
+    /// "large_blobs", "aaguid"}`. `DeviceAdded` goes to the calling connection only.
+    async fn create(
+        &self,
+        options_json: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
+    ) -> Result<OwnedObjectPath, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.shared.access.caller(conn, &header).await?;
+        self.shared.check_size("options_json", options_json)?;
+        let options: CreateOptions = if options_json.trim().is_empty() {
+            CreateOptions::default()
+        } else {
+            serde_json::from_str(options_json)
+                .map_err(|e| BusError::InvalidArgs(format!("options_json: {e}")))?
+        };
+        if self.shared.devices.count_owned(caller.uid) >= MAX_KEYS_PER_UID {
+            return Err(BusError::InvalidArgs(format!(
+                "at most {MAX_KEYS_PER_UID} software keys per user"
+            )));
+        }
+        let name = options
+            .name
+            .clone()
+            .unwrap_or_else(|| "keygate software key".into());
+        if name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(BusError::InvalidArgs(
+                "name: 1-128 printable characters".into(),
+            ));
+        }
+        let (soft, policy) = build_options(&options)?;
+        let handle = start_key(&self.shared, caller.uid, name, soft, policy).await?;
+        let path = handle.record.path.clone();
+        server
+            .at(
+                &path,
+                DeviceObject::new(Arc::clone(&self.shared), Arc::clone(&handle)),
+            )
+            .await?;
+        self.shared.devices.insert(Arc::clone(&handle));
+        tracing::info!(path = %path, uid = caller.uid, "software key created");
+        emit_to(
+            conn,
+            &caller.unique_name,
+            "DeviceAdded",
+            &(
+                path.clone(),
+                "virtual",
+                handle.record.name.as_str(),
+                caller.uid,
+            ),
+        )
+        .await;
+        Ok(path)
+    }
+
+    /// The caller's software keys: (path, name).
+    async fn list(
+        &self,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<(OwnedObjectPath, String)>, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.shared.access.caller(conn, &header).await?;
+        Ok(self
+            .shared
+            .devices
+            .all()
+            .iter()
+            .filter(|h| h.record.owner == Some(caller.uid) && h.soft.is_some())
+            .map(|h| (h.record.path.clone(), h.record.name.clone()))
+            .collect())
+    }
+
+    /// Removes one of the caller's software keys (root: any).
+    async fn remove(
+        &self,
+        path: OwnedObjectPath,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
+    ) -> Result<(), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.shared.access.caller(conn, &header).await?;
+        let handle = self.own_key(&caller, path.as_str())?;
+        handle.stop.cancel();
+        self.shared.devices.remove(path.as_str());
+        server.remove::<DeviceObject, _>(&path).await?;
+        tracing::info!(path = %path, uid = caller.uid, "software key removed");
+        emit_to(conn, &caller.unique_name, "DeviceRemoved", &(path,)).await;
+        Ok(())
+    }
+
+    /// Approves the pending (or the next) user-presence request of a key; returns whether a
+    /// request was waiting.
+    async fn approve(
+        &self,
+        path: OwnedObjectPath,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<bool, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.shared.access.caller(conn, &header).await?;
+        let handle = self.own_key(&caller, path.as_str())?;
+        let Some(key) = &handle.soft else {
+            return Err(BusError::NotFound(path.to_string()));
+        };
+        let approvals = key.presence().handle();
+        let waiting = approvals.pending().is_some();
+        approvals.approve();
+        Ok(waiting)
+    }
+
+    /// Simulates unplugging and replugging the key (PIN token, reset window, retries).
+    async fn power_cycle(
+        &self,
+        path: OwnedObjectPath,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.shared.access.caller(conn, &header).await?;
+        let handle = self.own_key(&caller, path.as_str())?;
+        if let Some(key) = &handle.soft {
+            key.power_cycle();
+        }
+        Ok(())
+    }
+
+    /// Sets the user-presence behaviour: `auto`, `deny` or `wait` (approve with `Approve`).
+    async fn set_presence(
+        &self,
+        path: OwnedObjectPath,
+        policy: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.shared.access.caller(conn, &header).await?;
+        let handle = self.own_key(&caller, path.as_str())?;
+        let policy = presence_policy(policy, None)?;
+        if let Some(key) = &handle.soft {
+            key.presence().set_policy(policy);
+        }
+        Ok(())
+    }
+
+    /// The credentials stored on one of the caller's keys, as JSON (test inspection; no
+    /// private keys): `[{"credential_id", "rp_id", "user_name", "discoverable", "sign_count"}]`.
+    async fn stored_credentials(
+        &self,
+        path: OwnedObjectPath,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.shared.access.caller(conn, &header).await?;
+        let handle = self.own_key(&caller, path.as_str())?;
+        let Some(key) = &handle.soft else {
+            return Err(BusError::NotFound(path.to_string()));
+        };
+        let list = key
+            .with(|k| {
+                k.credentials()
+                    .iter()
+                    .map(super::device_object::credential_json)
+                    .collect::<Vec<_>>()
+            })
+            .ok_or_else(|| BusError::Failed("software key unavailable".into()))?;
+        Ok(serde_json::Value::Array(list).to_string())
+    }
+
+    /// Removes one stored credential (base64url id) from one of the caller's keys.
+    async fn remove_credential(
+        &self,
+        path: OwnedObjectPath,
+        credential_id: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<bool, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.shared.access.caller(conn, &header).await?;
+        let handle = self.own_key(&caller, path.as_str())?;
+        let id = crate::webauthn::b64::decode(credential_id)
+            .map_err(|e| BusError::InvalidArgs(format!("credential_id: {e}")))?;
+        let Some(key) = &handle.soft else {
+            return Err(BusError::NotFound(path.to_string()));
+        };
+        key.with(|k| k.remove_credential(&id))
+            .ok_or_else(|| BusError::Failed("software key unavailable".into()))?
+            .map_err(|e| BusError::Failed(e.to_string()))
+    }
+}
+
+/// Stops every device task (at shutdown).
+pub fn stop_all(shared: &Shared) {
+    for handle in shared.devices.all() {
+        handle.stop.cancel();
+    }
+}

@@ -1,0 +1,483 @@
+//! `org.keygate.Keygate1.WebAuthn` at `/org/keygate/Keygate1`: the WebAuthn client
+//! ([`crate::webauthn::WebAuthnClient`]) for callers that are not browsers.
+//!
+//! `MakeCredential` / `GetAssertion` take a request id chosen by the caller, the caller's origin
+//! and the WebAuthn L3 options JSON, and answer with the JSON `PublicKeyCredential.toJSON()`
+//! gives. While a request runs, the user interaction it needs is sent as the `Interaction`
+//! signal **to the calling connection only** (a unicast signal with a destination, never a
+//! broadcast): `touch`, `pin` (with retries left), `choose-authenticator`,
+//! `choose-credential`. The caller answers with `ProvidePin`, `Choose` or `Cancel`, which only
+//! the same connection may send for its own request ids. Errors carry the DOMException names.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use zbus::message::Header;
+use zbus::{Connection, interface};
+
+use super::Shared;
+use super::devices::DeviceHandle;
+use super::error::BusError;
+use super::names::{ROOT_PATH, WEBAUTHN_IFACE};
+use crate::hid::BoxFuture;
+use crate::secret::Secret;
+use crate::webauthn::{
+    Authenticator, CredentialChoice, Interaction, PinRequest, WebAuthnClient, WebAuthnError,
+};
+
+/// Longest request id.
+const MAX_REQUEST_ID: usize = 128;
+/// Most concurrent requests per connection.
+const MAX_PENDING_PER_CONNECTION: usize = 8;
+
+/// The answers a pending request waits for.
+#[derive(Debug, Default)]
+struct Waiters {
+    pin: Option<oneshot::Sender<Option<Secret<String>>>>,
+    choice: Option<oneshot::Sender<Option<usize>>>,
+}
+
+/// A running request.
+#[derive(Debug)]
+struct Pending {
+    cancel: CancellationToken,
+    waiters: Mutex<Waiters>,
+}
+
+type PendingKey = (String, String);
+
+/// Maps the client's DOMException errors onto D-Bus error names.
+fn dom_error(err: WebAuthnError) -> BusError {
+    let message = err.message().to_owned();
+    match err {
+        WebAuthnError::NotAllowed(_) => BusError::NotAllowedError(message),
+        WebAuthnError::InvalidState(_) => BusError::InvalidStateError(message),
+        WebAuthnError::Security(_) => BusError::SecurityError(message),
+        WebAuthnError::NotSupported(_) => BusError::NotSupportedError(message),
+        WebAuthnError::Abort(_) => BusError::AbortError(message),
+        WebAuthnError::Constraint(_) => BusError::ConstraintError(message),
+        WebAuthnError::Type(_) => BusError::TypeError(message),
+        WebAuthnError::Encoding(_) => BusError::EncodingError(message),
+        _ => BusError::Failed(message),
+    }
+}
+
+/// [`Interaction`] through unicast signals to one connection.
+struct BusInteraction {
+    conn: Connection,
+    destination: String,
+    request_id: String,
+    pending: Arc<Pending>,
+}
+
+impl BusInteraction {
+    async fn signal(&self, kind: &str, detail: serde_json::Value) {
+        let body = (self.request_id.as_str(), kind, detail.to_string());
+        if let Err(e) = self
+            .conn
+            .emit_signal(
+                Some(self.destination.as_str()),
+                ROOT_PATH,
+                WEBAUTHN_IFACE,
+                "Interaction",
+                &body,
+            )
+            .await
+        {
+            tracing::debug!(error = %e, kind, "interaction signal not delivered");
+        }
+    }
+
+    async fn wait<T>(&self, receiver: oneshot::Receiver<Option<T>>) -> Option<T> {
+        tokio::select! {
+            answer = receiver => answer.ok().flatten(),
+            () = self.pending.cancel.cancelled() => None,
+        }
+    }
+}
+
+impl Interaction for BusInteraction {
+    fn touch_needed(&self, authenticator: &str) {
+        let conn = self.conn.clone();
+        let destination = self.destination.clone();
+        let body = (
+            self.request_id.clone(),
+            "touch".to_owned(),
+            serde_json::json!({ "authenticator": authenticator, "message": "Touch your security key" })
+                .to_string(),
+        );
+        tokio::spawn(async move {
+            let _ = conn
+                .emit_signal(
+                    Some(destination.as_str()),
+                    ROOT_PATH,
+                    WEBAUTHN_IFACE,
+                    "Interaction",
+                    &body,
+                )
+                .await;
+        });
+    }
+
+    fn pin_needed<'a>(&'a self, request: PinRequest) -> BoxFuture<'a, Option<Secret<String>>> {
+        Box::pin(async move {
+            let (sender, receiver) = oneshot::channel();
+            if let Ok(mut waiters) = self.pending.waiters.lock() {
+                waiters.pin = Some(sender);
+            }
+            self.signal(
+                "pin",
+                serde_json::json!({
+                    "authenticator": request.authenticator,
+                    "retries": request.retries,
+                    "previous_attempt_failed": request.previous_attempt_failed,
+                }),
+            )
+            .await;
+            self.wait(receiver).await
+        })
+    }
+
+    fn choose_authenticator<'a>(&'a self, labels: &'a [String]) -> BoxFuture<'a, Option<usize>> {
+        Box::pin(async move {
+            let (sender, receiver) = oneshot::channel();
+            if let Ok(mut waiters) = self.pending.waiters.lock() {
+                waiters.choice = Some(sender);
+            }
+            self.signal(
+                "choose-authenticator",
+                serde_json::json!({ "authenticators": labels }),
+            )
+            .await;
+            self.wait(receiver).await
+        })
+    }
+
+    fn choose_credential<'a>(
+        &'a self,
+        choices: &'a [CredentialChoice],
+    ) -> BoxFuture<'a, Option<usize>> {
+        Box::pin(async move {
+            let (sender, receiver) = oneshot::channel();
+            if let Ok(mut waiters) = self.pending.waiters.lock() {
+                waiters.choice = Some(sender);
+            }
+            let list: Vec<serde_json::Value> = choices
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "credential_id": c.credential_id,
+                        "user_name": c.user_name,
+                        "display_name": c.display_name,
+                    })
+                })
+                .collect();
+            self.signal(
+                "choose-credential",
+                serde_json::json!({ "credentials": list }),
+            )
+            .await;
+            self.wait(receiver).await
+        })
+    }
+}
+
+/// The WebAuthn interface.
+#[derive(Debug)]
+pub struct WebAuthn {
+    shared: Arc<Shared>,
+    client: Option<WebAuthnClient>,
+    pending: Mutex<HashMap<PendingKey, Arc<Pending>>>,
+}
+
+/// Removes a request from the pending map when it ends, however it ends.
+struct PendingGuard<'a> {
+    map: &'a Mutex<HashMap<PendingKey, Arc<Pending>>>,
+    key: PendingKey,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.map.lock() {
+            map.remove(&self.key);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Ceremony {
+    Create,
+    Get,
+}
+
+impl WebAuthn {
+    /// The interface; without a Public Suffix List the client methods answer `NotAvailable`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        let client = match WebAuthnClient::with_system_psl() {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::warn!(error = %e, "WebAuthn client unavailable (install the publicsuffix package)");
+                None
+            }
+        };
+        Self {
+            shared,
+            client,
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn pending_for(&self, caller: &str, request_id: &str) -> Result<Arc<Pending>, BusError> {
+        self.pending
+            .lock()
+            .ok()
+            .and_then(|map| {
+                map.get(&(caller.to_owned(), request_id.to_owned()))
+                    .cloned()
+            })
+            .ok_or_else(|| BusError::NotFound(format!("no pending request {request_id:?}")))
+    }
+
+    async fn run(
+        &self,
+        ceremony: Ceremony,
+        request_id: &str,
+        origin: &str,
+        options_json: &str,
+        header: &Header<'_>,
+        conn: &Connection,
+    ) -> Result<String, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.shared.access.caller(conn, header).await?;
+        let Some(client) = &self.client else {
+            return Err(BusError::NotAvailable(
+                "the WebAuthn client needs the Public Suffix List (Debian package publicsuffix)"
+                    .into(),
+            ));
+        };
+        if request_id.is_empty() || request_id.len() > MAX_REQUEST_ID {
+            return Err(BusError::InvalidArgs(format!(
+                "request_id is 1 to {MAX_REQUEST_ID} bytes"
+            )));
+        }
+        if origin.len() > 2048 {
+            return Err(BusError::SecurityError("origin too long".into()));
+        }
+        self.shared.check_size("options_json", options_json)?;
+
+        let key: PendingKey = (caller.unique_name.clone(), request_id.to_owned());
+        let pending = Arc::new(Pending {
+            cancel: self.shared.cancel.child_token(),
+            waiters: Mutex::new(Waiters::default()),
+        });
+        {
+            let mut map = self
+                .pending
+                .lock()
+                .map_err(|_| BusError::Failed("request table unavailable".into()))?;
+            if map.contains_key(&key) {
+                return Err(BusError::InvalidStateError(format!(
+                    "request {request_id:?} is already running"
+                )));
+            }
+            if map.keys().filter(|(c, _)| c == &caller.unique_name).count()
+                >= MAX_PENDING_PER_CONNECTION
+            {
+                return Err(BusError::NotAllowedError(
+                    "too many concurrent requests on this connection".into(),
+                ));
+            }
+            map.insert(key.clone(), Arc::clone(&pending));
+        }
+        let _cleanup = PendingGuard {
+            map: &self.pending,
+            key,
+        };
+        let interaction = BusInteraction {
+            conn: conn.clone(),
+            destination: caller.unique_name.clone(),
+            request_id: request_id.to_owned(),
+            pending: Arc::clone(&pending),
+        };
+
+        // The devices this caller may use that are not busy with another request.
+        let handles: Vec<Arc<DeviceHandle>> = self.shared.devices.usable_by(&caller);
+        let mut guards = Vec::with_capacity(handles.len());
+        for handle in &handles {
+            if let Ok(guard) = handle.device.try_lock() {
+                guards.push(guard);
+            }
+        }
+        let mut authenticators: Vec<&mut dyn Authenticator> = guards
+            .iter_mut()
+            .map(|g| &mut **g as &mut dyn Authenticator)
+            .collect();
+        tracing::info!(
+            uid = caller.uid,
+            origin,
+            devices = authenticators.len(),
+            "WebAuthn {}",
+            match ceremony {
+                Ceremony::Create => "create",
+                Ceremony::Get => "get",
+            }
+        );
+        let result = match ceremony {
+            Ceremony::Create => client
+                .make_credential(
+                    origin,
+                    options_json,
+                    &mut authenticators,
+                    &interaction,
+                    &pending.cancel,
+                )
+                .await
+                .map_err(dom_error)
+                .and_then(|r| {
+                    serde_json::to_string(&r).map_err(|e| BusError::EncodingError(e.to_string()))
+                }),
+            Ceremony::Get => client
+                .get_assertion(
+                    origin,
+                    options_json,
+                    &mut authenticators,
+                    &interaction,
+                    &pending.cancel,
+                )
+                .await
+                .map_err(dom_error)
+                .and_then(|r| {
+                    serde_json::to_string(&r).map_err(|e| BusError::EncodingError(e.to_string()))
+                }),
+        };
+        if let Err(e) = &result {
+            tracing::info!(uid = caller.uid, error = ?e, "WebAuthn request failed");
+        }
+        result
+    }
+}
+
+#[interface(name = "org.keygate.Keygate1.WebAuthn")]
+impl WebAuthn {
+    /// `navigator.credentials.create({publicKey})` for `origin` with
+    /// PublicKeyCredentialCreationOptionsJSON; returns RegistrationResponseJSON. `request_id`
+    /// (chosen by the caller, unique among its running requests) names the request in
+    /// `Interaction` signals and in `ProvidePin` / `Choose` / `Cancel`.
+    async fn make_credential(
+        &self,
+        request_id: &str,
+        origin: &str,
+        options_json: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        self.run(
+            Ceremony::Create,
+            request_id,
+            origin,
+            options_json,
+            &header,
+            conn,
+        )
+        .await
+    }
+
+    /// `navigator.credentials.get({publicKey})` for `origin` with
+    /// PublicKeyCredentialRequestOptionsJSON; returns AuthenticationResponseJSON.
+    async fn get_assertion(
+        &self,
+        request_id: &str,
+        origin: &str,
+        options_json: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        self.run(
+            Ceremony::Get,
+            request_id,
+            origin,
+            options_json,
+            &header,
+            conn,
+        )
+        .await
+    }
+
+    /// Answers a `pin` interaction of one of the caller's running requests.
+    async fn provide_pin(
+        &self,
+        request_id: &str,
+        pin: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let caller = self.shared.access.caller(conn, &header).await?;
+        let pending = self.pending_for(&caller.unique_name, request_id)?;
+        if pin.len() > 63 {
+            return Err(BusError::InvalidArgs("a PIN is at most 63 bytes".into()));
+        }
+        let sender = pending.waiters.lock().ok().and_then(|mut w| w.pin.take());
+        match sender {
+            Some(sender) => {
+                let _ = sender.send(Some(Secret::new(pin.to_owned())));
+                Ok(())
+            }
+            None => Err(BusError::InvalidStateError(
+                "the request is not waiting for a PIN".into(),
+            )),
+        }
+    }
+
+    /// Answers a `choose-authenticator` or `choose-credential` interaction (index into the
+    /// offered list).
+    async fn choose(
+        &self,
+        request_id: &str,
+        index: u32,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let caller = self.shared.access.caller(conn, &header).await?;
+        let pending = self.pending_for(&caller.unique_name, request_id)?;
+        let sender = pending
+            .waiters
+            .lock()
+            .ok()
+            .and_then(|mut w| w.choice.take());
+        match sender {
+            Some(sender) => {
+                let _ = sender.send(usize::try_from(index).ok());
+                Ok(())
+            }
+            None => Err(BusError::InvalidStateError(
+                "the request is not waiting for a choice".into(),
+            )),
+        }
+    }
+
+    /// Cancels one of the caller's running requests (it ends with `AbortError`).
+    async fn cancel(
+        &self,
+        request_id: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let caller = self.shared.access.caller(conn, &header).await?;
+        let pending = self.pending_for(&caller.unique_name, request_id)?;
+        pending.cancel.cancel();
+        Ok(())
+    }
+
+    /// User interaction needed by a running request: `kind` is `touch`, `pin`,
+    /// `choose-authenticator` or `choose-credential`, `detail_json` its data. Sent only to the
+    /// connection that made the request.
+    #[zbus(signal)]
+    async fn interaction(
+        emitter: &zbus::object_server::SignalEmitter<'_>,
+        request_id: &str,
+        kind: &str,
+        detail_json: &str,
+    ) -> zbus::Result<()>;
+}
