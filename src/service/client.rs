@@ -113,6 +113,14 @@ pub trait Virtual {
     fn power_cycle(&self, path: &zbus::ObjectPath<'_>) -> zbus::Result<()>;
     /// Sets the presence policy: `auto`, `deny` or `wait`.
     fn set_presence(&self, path: &zbus::ObjectPath<'_>, policy: &str) -> zbus::Result<()>;
+    /// The credentials stored on a key, as JSON (public data).
+    fn stored_credentials(&self, path: &zbus::ObjectPath<'_>) -> zbus::Result<String>;
+    /// Removes one stored credential (base64url id).
+    fn remove_credential(
+        &self,
+        path: &zbus::ObjectPath<'_>,
+        credential_id: &str,
+    ) -> zbus::Result<bool>;
 }
 
 /// `org.keygate.Keygate1.WebAuthn`: the WebAuthn client.

@@ -191,6 +191,7 @@ impl DeviceObject {
     }
 
     /// PIN retries left, and whether the key needs a power cycle before the next attempt.
+    #[zbus(out_args("retries", "power_cycle_needed"))]
     async fn pin_retries(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -265,6 +266,7 @@ impl DeviceObject {
 
     /// The discoverable credentials on the key, unlocked by its PIN, as JSON:
     /// `[{"rp_id", "credential_id", "user_name", "user_display_name", "user_id"}]`.
+    #[zbus(out_args("credentials_json"))]
     async fn credentials(
         &self,
         pin: &str,

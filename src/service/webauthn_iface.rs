@@ -365,6 +365,7 @@ impl WebAuthn {
     /// PublicKeyCredentialCreationOptionsJSON; returns RegistrationResponseJSON. `request_id`
     /// (chosen by the caller, unique among its running requests) names the request in
     /// `Interaction` signals and in `ProvidePin` / `Choose` / `Cancel`.
+    #[zbus(out_args("registration_response_json"))]
     async fn make_credential(
         &self,
         request_id: &str,
@@ -386,6 +387,7 @@ impl WebAuthn {
 
     /// `navigator.credentials.get({publicKey})` for `origin` with
     /// PublicKeyCredentialRequestOptionsJSON; returns AuthenticationResponseJSON.
+    #[zbus(out_args("authentication_response_json"))]
     async fn get_assertion(
         &self,
         request_id: &str,
