@@ -20,7 +20,11 @@ use crate::ctap2::commands::{
     make_credential, reset, selection,
 };
 use crate::ctap2::pin_protocol::{Permissions, PinProtocol, PlatformSession};
+use crate::ctap2::u2f::{
+    self, AuthenticateControl, AuthenticateRequest, RegisterRequest, StatusWord, U2fRequest,
+};
 use crate::ctap2::{
+    AttestationStatement, AttestedCredentialData, AuthenticatorData, AuthenticatorDataFlags,
     CoseKey, Ctap2Error, PublicKeyCredentialDescriptor, PublicKeyCredentialUserEntity, StatusCode,
 };
 use crate::ctaphid::host::{HostEvent, ResponseAssembler};
@@ -415,23 +419,31 @@ impl<P: ReportPipe> Device<P> {
         Ok(crate::ctap2::commands::decode_response::<C>(&reply)?)
     }
 
-    /// authenticatorMakeCredential (CTAP 2.1 §6.1).
+    /// authenticatorMakeCredential (CTAP 2.1 §6.1); on a CTAP1-only key, mapped to
+    /// U2F_REGISTER (§10.2.1, see [`Self::u2f_make_credential`]).
     pub async fn make_credential(
         &mut self,
         request: &make_credential::Request,
         cancel: &CancellationToken,
         on_keepalive: &mut (dyn FnMut(KeepaliveStatus) + Send),
     ) -> Result<make_credential::Response, DeviceError> {
+        if !self.is_ctap2() && self.capabilities().supports_msg() {
+            return self.u2f_make_credential(request, cancel).await;
+        }
         self.command(request, cancel, on_keepalive).await
     }
 
-    /// authenticatorGetAssertion (CTAP 2.1 §6.2).
+    /// authenticatorGetAssertion (CTAP 2.1 §6.2); on a CTAP1-only key, mapped to
+    /// U2F_AUTHENTICATE (§10.2.2, see [`Self::u2f_get_assertion`]).
     pub async fn get_assertion(
         &mut self,
         request: &get_assertion::Request,
         cancel: &CancellationToken,
         on_keepalive: &mut (dyn FnMut(KeepaliveStatus) + Send),
     ) -> Result<get_assertion::Response, DeviceError> {
+        if !self.is_ctap2() && self.capabilities().supports_msg() {
+            return self.u2f_get_assertion(request, cancel).await;
+        }
         self.command(request, cancel, on_keepalive).await
     }
 
@@ -789,6 +801,222 @@ impl<P: ReportPipe> Device<P> {
         .await?;
         Ok(())
     }
+    // ---- CTAP1/U2F (CTAP 2.1 §10, §11.2.9.1.1) ---------------------------------------------
+
+    /// One U2F APDU over CTAPHID_MSG: the response data and status word.
+    pub async fn u2f(
+        &mut self,
+        request: &U2fRequest,
+        cancel: &CancellationToken,
+    ) -> Result<(Vec<u8>, StatusWord), DeviceError> {
+        let reply = self.msg_raw(&request.encode()?, cancel).await?;
+        let (data, status) = u2f::split_response(&reply)?;
+        Ok((data.to_vec(), status))
+    }
+
+    /// U2F_VERSION: "U2F_V2" on every U2F key.
+    pub async fn u2f_version(&mut self) -> Result<String, DeviceError> {
+        let (data, status) = self
+            .u2f(&U2fRequest::Version, &CancellationToken::new())
+            .await?;
+        if status != StatusWord::NO_ERROR {
+            return Err(Ctap2Error::U2fStatus(status.0).into());
+        }
+        Ok(String::from_utf8_lossy(&data).into_owned())
+    }
+
+    /// Repeat a presence-needing U2F request while the key answers
+    /// CONDITIONS_NOT_SATISFIED (no touch yet), every 100 ms, until the transaction timeout
+    /// or `cancel`.
+    async fn u2f_until_touched(
+        &mut self,
+        request: &U2fRequest,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<u8>, DeviceError> {
+        let deadline = Instant::now() + self.options.transaction_timeout;
+        loop {
+            let (data, status) = self.u2f(request, cancel).await?;
+            match status {
+                StatusWord::NO_ERROR => return Ok(data),
+                StatusWord::CONDITIONS_NOT_SATISFIED => {}
+                other => return Err(Ctap2Error::U2fStatus(other.0).into()),
+            }
+            if Instant::now() >= deadline {
+                return Err(DeviceError::Timeout);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(U2F_POLL) => {}
+                _ = cancel.cancelled() => return Err(DeviceError::Cancelled),
+            }
+        }
+    }
+
+    /// Wait for a touch with a U2F_REGISTER on a bogus application, for the cases where
+    /// CTAP 2.1 §10.2 asks for a touch before an error (excluded credential, no credential).
+    async fn u2f_wait_for_touch(&mut self, cancel: &CancellationToken) -> Result<(), DeviceError> {
+        let bogus = U2fRequest::Register(RegisterRequest {
+            challenge: [0x42; 32],
+            application: [0x41; 32],
+        });
+        self.u2f_until_touched(&bogus, cancel).await.map(drop)
+    }
+
+    /// Whether `key_handle` belongs to this key for `application`: AUTHENTICATE check-only
+    /// answers CONDITIONS_NOT_SATISFIED for a known handle, WRONG_DATA otherwise.
+    async fn u2f_knows(
+        &mut self,
+        application: [u8; 32],
+        key_handle: &[u8],
+        cancel: &CancellationToken,
+    ) -> Result<bool, DeviceError> {
+        if key_handle.len() > 255 {
+            return Ok(false);
+        }
+        let check = U2fRequest::Authenticate(AuthenticateRequest {
+            control: AuthenticateControl::CHECK_ONLY,
+            challenge: [0; 32],
+            application,
+            key_handle: key_handle.to_vec(),
+        });
+        let (_, status) = self.u2f(&check, cancel).await?;
+        Ok(status == StatusWord::CONDITIONS_NOT_SATISFIED)
+    }
+
+    /// MakeCredential on a CTAP1/U2F key (CTAP 2.1 §10.2.1): ES256 only, no resident key,
+    /// no UV; excluded credentials are found with check-only AUTHENTICATE (then, after a
+    /// touch, CREDENTIAL_EXCLUDED); U2F_REGISTER with challenge = clientDataHash and
+    /// application = SHA-256(rp.id); the reply becomes authenticator data (AAGUID zero,
+    /// counter 0, credential ID = key handle) with a "fido-u2f" attestation statement.
+    pub async fn u2f_make_credential(
+        &mut self,
+        request: &make_credential::Request,
+        cancel: &CancellationToken,
+    ) -> Result<make_credential::Response, DeviceError> {
+        if request.option("rk") == Some(true)
+            || request.option("uv") == Some(true)
+            || request.pin_uv_auth_param.is_some()
+        {
+            return Err(Ctap2Error::Status(StatusCode::CTAP2_ERR_UNSUPPORTED_OPTION).into());
+        }
+        if !request
+            .pub_key_cred_params
+            .iter()
+            .any(|p| p.alg == crate::ctap2::cose::ES256)
+        {
+            return Err(Ctap2Error::Status(StatusCode::CTAP2_ERR_UNSUPPORTED_ALGORITHM).into());
+        }
+        let challenge = client_data_hash(&request.client_data_hash)?;
+        let application = sha256(request.rp.id.as_bytes());
+        for excluded in request.exclude_list.iter().flatten() {
+            if self.u2f_knows(application, &excluded.id, cancel).await? {
+                self.u2f_wait_for_touch(cancel).await?;
+                return Err(Ctap2Error::Status(StatusCode::CTAP2_ERR_CREDENTIAL_EXCLUDED).into());
+            }
+        }
+        let register = RegisterRequest {
+            challenge,
+            application,
+        };
+        let data = self
+            .u2f_until_touched(&U2fRequest::Register(register), cancel)
+            .await?;
+        let registered = u2f::RegisterResponse::decode(&data)?;
+        let public_key =
+            p256::PublicKey::from_sec1_bytes(&registered.public_key).map_err(|_| {
+                Ctap2Error::InvalidPublicKey("U2F REGISTER public key is not a P-256 point")
+            })?;
+        let auth_data = AuthenticatorData {
+            rp_id_hash: application,
+            flags: AuthenticatorDataFlags(AuthenticatorDataFlags::UP),
+            sign_count: 0,
+            attested_credential_data: Some(AttestedCredentialData {
+                aaguid: [0; 16],
+                credential_id: registered.key_handle.clone(),
+                credential_public_key: CoseKey::es256(&public_key),
+            }),
+            extensions: None,
+        };
+        Ok(make_credential::Response {
+            auth_data: auth_data.to_bytes(),
+            att_stmt: AttestationStatement::FidoU2f {
+                sig: registered.signature,
+                x5c: vec![registered.attestation_certificate],
+            },
+            ep_att: None,
+            large_blob_key: None,
+        })
+    }
+
+    /// GetAssertion on a CTAP1/U2F key (CTAP 2.1 §10.2.2): the allow list is required; the
+    /// first key handle the key knows (check-only) is used with AUTHENTICATE (enforce user
+    /// presence, or dont-enforce when `up` is false); authenticator data is rpIdHash ‖
+    /// user-presence byte ‖ counter. No known handle: a touch, then NO_CREDENTIALS.
+    pub async fn u2f_get_assertion(
+        &mut self,
+        request: &get_assertion::Request,
+        cancel: &CancellationToken,
+    ) -> Result<get_assertion::Response, DeviceError> {
+        if request.option("uv") == Some(true) || request.pin_uv_auth_param.is_some() {
+            return Err(Ctap2Error::Status(StatusCode::CTAP2_ERR_UNSUPPORTED_OPTION).into());
+        }
+        let challenge = client_data_hash(&request.client_data_hash)?;
+        let application = sha256(request.rp_id.as_bytes());
+        let mut chosen = None;
+        for descriptor in request.allow_list.iter().flatten() {
+            if self.u2f_knows(application, &descriptor.id, cancel).await? {
+                chosen = Some(descriptor.clone());
+                break;
+            }
+        }
+        let Some(descriptor) = chosen else {
+            self.u2f_wait_for_touch(cancel).await?;
+            return Err(Ctap2Error::Status(StatusCode::CTAP2_ERR_NO_CREDENTIALS).into());
+        };
+        let control = if request.option("up") == Some(false) {
+            AuthenticateControl::DONT_ENFORCE_USER_PRESENCE_AND_SIGN
+        } else {
+            AuthenticateControl::ENFORCE_USER_PRESENCE_AND_SIGN
+        };
+        let authenticate = AuthenticateRequest {
+            control,
+            challenge,
+            application,
+            key_handle: descriptor.id.clone(),
+        };
+        let data = self
+            .u2f_until_touched(&U2fRequest::Authenticate(authenticate), cancel)
+            .await?;
+        let signed = u2f::AuthenticateResponse::decode(&data)?;
+        let auth_data = AuthenticatorData {
+            rp_id_hash: application,
+            flags: AuthenticatorDataFlags(signed.user_presence & AuthenticatorDataFlags::UP),
+            sign_count: signed.counter,
+            attested_credential_data: None,
+            extensions: None,
+        };
+        Ok(get_assertion::Response {
+            credential: Some(descriptor),
+            auth_data: auth_data.to_bytes(),
+            signature: signed.signature,
+            user: None,
+            number_of_credentials: None,
+            user_selected: None,
+            large_blob_key: None,
+        })
+    }
+}
+
+/// How often a U2F request waiting for a touch is repeated.
+const U2F_POLL: Duration = Duration::from_millis(100);
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}
+
+fn client_data_hash(hash: &[u8]) -> Result<[u8; 32], DeviceError> {
+    hash.try_into()
+        .map_err(|_| Ctap2Error::U2fMalformed("clientDataHash must be 32 bytes for U2F").into())
 }
 
 /// Status codes that an authenticator only returns after the user touched it, so they

@@ -140,3 +140,24 @@ fn python_fido2_u2f_only_key_falls_back_to_ctap1() {
     served.run_python(&python, "u2f");
     served.stop();
 }
+
+#[test]
+fn python_fido2_manages_credentials_on_a_2_1_prototype_key() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(dir.path(), &["--ctap", "2.1-pre"]);
+    served.run_python(&python, "pre");
+    served.stop();
+}
+
+#[test]
+fn python_fido2_sees_upneeded_and_a_virtual_touch_approves() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let served = Served::start(
+        dir.path(),
+        &["--presence", "wait", "--presence-timeout", "20"],
+    );
+    served.run_python(&python, "touch");
+    served.stop();
+}

@@ -1351,3 +1351,46 @@ fn value_strategy() -> impl Strategy<Value = Value> {
         ]
     })
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// Mutation fuzzing of the spec examples: flipped bytes, truncation and insertions never
+    /// panic a decoder, and any request that still decodes survives a round trip.
+    #[test]
+    fn prop_mutated_spec_examples_never_panic(
+        which in 0usize..5,
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..6),
+    ) {
+        let name = ["make_credential_request", "get_assertion_request", "get_info_response", "make_credential_response", "get_assertion_response"][which];
+        let mut bytes = spec_example(name);
+        for (index, byte, kind) in edits {
+            if bytes.is_empty() {
+                break;
+            }
+            let at = index.index(bytes.len());
+            match kind {
+                0 => bytes[at] = byte,
+                1 => bytes.truncate(at),
+                _ => bytes.insert(at, byte),
+            }
+        }
+        if name.ends_with("request") {
+            if let Ok(request) = CtapRequest::decode(&bytes) {
+                prop_assert_eq!(CtapRequest::decode(&request.encode()).unwrap(), request);
+            }
+        } else {
+            if let Ok(info) = get_info::Response::decode(&bytes) {
+                prop_assert_eq!(get_info::Response::decode(&info.encode()).unwrap(), info);
+            }
+            if let Ok(response) = make_credential::Response::decode(&bytes) {
+                prop_assert_eq!(make_credential::Response::decode(&response.encode()).unwrap(), response.clone());
+                let _ = response.auth_data();
+            }
+            if let Ok(response) = get_assertion::Response::decode(&bytes) {
+                prop_assert_eq!(get_assertion::Response::decode(&response.encode()).unwrap(), response.clone());
+                let _ = response.auth_data();
+            }
+        }
+    }
+}

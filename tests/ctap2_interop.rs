@@ -20,6 +20,7 @@ use keygate::ctap2::extensions::{
 use keygate::ctap2::pin_protocol::{
     KeyAgreementKey, Permissions, PinProtocol, PlatformSession, pad_pin, pin_hash,
 };
+use keygate::ctap2::u2f;
 use keygate::ctap2::{
     AttestationStatement, AttestedCredentialData, AuthenticatorData, AuthenticatorDataFlags,
     CoseKey, CtapRequest, PublicKeyCredentialDescriptor, PublicKeyCredentialParameters,
@@ -452,6 +453,19 @@ fn cbor_matches_python_fido2() {
         pin_uv_auth_protocols: Some(vec![2, 1]),
         ..Default::default()
     };
+    let mut u2f_public_key = [0x04u8; 65];
+    u2f_public_key[1..].copy_from_slice(&[[0x71u8; 32], [0x72; 32]].concat());
+    let u2f_registration = u2f::RegisterResponse {
+        public_key: u2f_public_key,
+        key_handle: vec![0x6B; 64],
+        attestation_certificate: [&[0x30, 0x81, 0x80][..], &[0x04; 0x80]].concat(),
+        signature: vec![0x30, 0x06, 0x02, 0x01, 0x05, 0x02, 0x01, 0x06],
+    };
+    let u2f_signature = u2f::AuthenticateResponse {
+        user_presence: 1,
+        counter: 0x0102_0304,
+        signature: vec![0x30, 0x03, 0x02, 0x01, 0x07],
+    };
     let input = json!({
         "responses": {
             "4": hex::encode(our_info().encode()),
@@ -466,6 +480,11 @@ fn cbor_matches_python_fido2() {
         "token": hex::encode(TOKEN),
         "large_blob_key": hex::encode(LARGE_BLOB_KEY),
         "prototype_info": hex::encode(prototype_info.encode()),
+        "u2f_responses": {
+            "3": hex::encode(u2f::encode_response(u2f::VERSION, u2f::StatusWord::NO_ERROR)),
+            "1": hex::encode(u2f::encode_response(&u2f_registration.encode().unwrap(), u2f::StatusWord::NO_ERROR)),
+            "2": hex::encode(u2f::encode_response(&u2f_signature.encode(), u2f::StatusWord::NO_ERROR)),
+        },
     });
     let output = run_script(&python, "ctap2_cbor_oracle.py", &input);
 
@@ -664,6 +683,66 @@ fn cbor_matches_python_fido2() {
         Some(authed(cm::Request::new(cm::SubCommand::GET_CREDS_METADATA, None)).encode_prototype()),
     ));
 
+    expected.push(("u2f_version", None));
+    expected.push(("u2f_register", None));
+    expected.push(("u2f_authenticate", None));
+    expected.push(("u2f_check_only", None));
+    let u2f_requests = [
+        u2f::U2fRequest::Version,
+        u2f::U2fRequest::Register(u2f::RegisterRequest {
+            challenge: [0xC1; 32],
+            application: [0xA1; 32],
+        }),
+        u2f::U2fRequest::Authenticate(u2f::AuthenticateRequest {
+            control: u2f::AuthenticateControl::ENFORCE_USER_PRESENCE_AND_SIGN,
+            challenge: [0xC2; 32],
+            application: [0xA1; 32],
+            key_handle: vec![0x6B; 64],
+        }),
+        u2f::U2fRequest::Authenticate(u2f::AuthenticateRequest {
+            control: u2f::AuthenticateControl::CHECK_ONLY,
+            challenge: [0xC2; 32],
+            application: [0xA1; 32],
+            key_handle: vec![0x6B; 64],
+        }),
+    ];
+    assert_eq!(parsed["u2f_version"], json!("U2F_V2"));
+    assert_eq!(parsed["u2f_public_key"], json!(hex::encode(u2f_public_key)));
+    assert_eq!(parsed["u2f_key_handle"], json!(hex::encode([0x6B; 64])));
+    assert_eq!(
+        parsed["u2f_certificate"],
+        json!(hex::encode(&u2f_registration.attestation_certificate))
+    );
+    assert_eq!(
+        parsed["u2f_register_signature"],
+        json!(hex::encode(&u2f_registration.signature))
+    );
+    assert_eq!(parsed["u2f_user_presence"], json!(1));
+    assert_eq!(parsed["u2f_counter"], json!(0x0102_0304));
+    assert_eq!(
+        parsed["u2f_signature"],
+        json!(hex::encode(&u2f_signature.signature))
+    );
+    assert_eq!(parsed["u2f_check_only_sw"], json!(0x6985));
+    let python_u2f: Vec<&Vec<u8>> = requests
+        .iter()
+        .filter(|(label, _)| label.starts_with("u2f_"))
+        .map(|(_, apdu)| apdu)
+        .collect();
+    assert_eq!(python_u2f.len(), u2f_requests.len());
+    for (apdu, want) in python_u2f.into_iter().zip(&u2f_requests) {
+        assert_eq!(
+            &u2f::U2fRequest::decode(apdu).unwrap(),
+            want,
+            "python APDU {}",
+            hex::encode(apdu)
+        );
+        if *want != u2f::U2fRequest::Version {
+            // python-fido2 and we both write extended APDUs with Le = 65536 when there is data.
+            assert_eq!(hex::encode(want.encode().unwrap()), hex::encode(apdu));
+        }
+    }
+
     assert_eq!(
         requests
             .iter()
@@ -671,7 +750,11 @@ fn cbor_matches_python_fido2() {
             .collect::<Vec<_>>(),
         expected.iter().map(|(label, _)| *label).collect::<Vec<_>>()
     );
-    for ((label, theirs), (_, ours)) in requests.iter().zip(&expected) {
+    for ((label, theirs), (_, ours)) in requests
+        .iter()
+        .zip(&expected)
+        .filter(|((label, _), _)| !label.starts_with("u2f_"))
+    {
         // Every python request decodes with our decoder and re-encodes to the same bytes.
         let decoded =
             CtapRequest::decode(theirs).unwrap_or_else(|status| panic!("{label}: {status}"));

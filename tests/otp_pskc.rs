@@ -9,6 +9,7 @@ use keygate::otp::pskc::{
 };
 use keygate::otp::{HashAlg, OcraSuite, Serial, TokenKind, TokenParams};
 use keygate::secret::Secret;
+use proptest::prelude::*;
 use serde_json::Value;
 
 const EXPECTED: &str = include_str!("data/vectors/rfc6030-pskc/expected.json");
@@ -448,6 +449,16 @@ pub fn sample_tokens() -> Vec<PskcToken> {
         token(hotp, b"12345678901234567890", 77, 0, Some("12345")),
         token(totp, b"12345678901234567890123456789012", 0, -2, None),
         token(ocra, &[0xab; 20], 5, 0, None),
+        token(
+            TokenParams::new(
+                "4000000005".parse::<Serial>().unwrap(),
+                TokenKind::default_signature(),
+            ),
+            &[0xcd; 32],
+            0,
+            0,
+            None,
+        ),
     ]
 }
 
@@ -551,4 +562,26 @@ fn write_then_parse_round_trips() {
         matches!(err, OtpError::PskcMac(_) | OtpError::PskcDecrypt(_)),
         "{err}"
     );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Damaged files (a byte changed, or the file cut short) give an error or a parse, never a panic.
+    #[test]
+    fn damaged_files_never_panic(fig in 2u32..=10, pos in any::<prop::sample::Index>(), byte in any::<u8>(), cut in any::<bool>()) {
+        let mut bytes = figure(fig).as_bytes().to_vec();
+        let at = pos.index(bytes.len());
+        if cut { bytes.truncate(at); } else { bytes[at] = byte; }
+        if let Ok(xml) = String::from_utf8(bytes) {
+            let decryption = match fig {
+                6 => psk("12345678901234567890123456789012"),
+                7 => PskcDecryption::Password(Secret::new("qwerty".into())),
+                _ => PskcDecryption::None,
+            };
+            if let Ok(file) = pskc::parse(&xml, &decryption) {
+                let _ = pskc::import_policy(&file, &ImportOptions::default());
+            }
+        }
+    }
 }

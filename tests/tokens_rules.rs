@@ -571,8 +571,32 @@ fn panic_revokes_every_factor_of_the_user() {
         .unwrap();
     env.store.add_revoke_hook(delete_test_factors);
 
+    // WebAuthn credentials of the same login (the relying party's table).
+    env.store
+        .write(|tx| {
+            tx.execute_batch(
+                "INSERT INTO webauthn_credentials (rp_id, credential_id, user_login, kind, credential,
+                     counter, backup_eligible, backup_state, created_at)
+                 VALUES ('example.org', x'01', 'hank', 'passkey', '{}', 0, 0, 0, 0),
+                        ('example.org', x'02', 'hank', 'passkey', '{}', 0, 0, 0, 0),
+                        ('example.org', x'03', 'ivy', 'passkey', '{}', 0, 0, 0, 0);",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+
     let summary = env.svc.revoke_user(ADMIN, "hank").unwrap();
-    assert_eq!((summary.tokens, summary.other_factors), (3, 2));
+    // 2 test factors through the hook + 2 WebAuthn credentials.
+    assert_eq!((summary.tokens, summary.other_factors), (3, 4));
+    let credentials: Vec<String> = env
+        .store
+        .read(|c| {
+            let mut stmt = c.prepare("SELECT user_login FROM webauthn_credentials")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<Vec<String>, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(credentials, vec!["ivy".to_string()]);
     assert_eq!(
         reason(&verify(&env, "8000000001", &hotp8(0))),
         RejectReason::Revoked
@@ -872,4 +896,120 @@ impl Now for TestClock {
     fn now(&self) -> u64 {
         keygate::tokens::Clock::now_unix(self)
     }
+}
+
+fn figure(n: u32) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/data/vectors/rfc6030-pskc/figure{n}.xml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+#[test]
+fn pskc_import_is_atomic_and_imported_tokens_verify() {
+    use keygate::otp::pskc::{ImportOptions, PskcDecryption};
+    let env = env();
+    let options = ImportOptions::default();
+    // Figure 10: four packages, a serial twice: the whole file is refused, naming a package.
+    let err = env
+        .svc
+        .import_pskc(ADMIN, &figure(10), &PskcDecryption::None, &options, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("9999999"), "{err}");
+    // Figure 2: a 32-bit secret is refused.
+    assert!(
+        env.svc
+            .import_pskc(ADMIN, &figure(2), &PskcDecryption::None, &options, None)
+            .is_err()
+    );
+    // Figure 6 without its pre-shared key: refused.
+    assert!(
+        env.svc
+            .import_pskc(ADMIN, &figure(6), &PskcDecryption::None, &options, None)
+            .is_err()
+    );
+    assert!(env.svc.list_tokens(None).unwrap().is_empty());
+    let refusals = env.svc.audit_log(None, None, 10).unwrap();
+    assert!(
+        refusals
+            .iter()
+            .all(|a| a.operation == "import" && a.result == "error")
+    );
+
+    // Figure 3: plain, with serial and user id.
+    let imported = env
+        .svc
+        .import_pskc(
+            ADMIN,
+            &figure(3),
+            &PskcDecryption::None,
+            &options,
+            Some("fallback"),
+        )
+        .unwrap();
+    assert_eq!(imported.len(), 1);
+    assert_eq!(imported[0].serial, "987654321");
+    assert_eq!(imported[0].digits, 8);
+    assert!(verify(&env, "987654321", &hotp8(0)).is_accepted());
+    // Figure 6 holds the same serial: refused as a whole.
+    let psk = PskcDecryption::PreSharedKey(Secret::new(
+        hex::decode("12345678901234567890123456789012").unwrap(),
+    ));
+    assert!(
+        env.svc
+            .import_pskc(ADMIN, &figure(6), &psk, &options, None)
+            .is_err()
+    );
+    assert_eq!(env.svc.list_tokens(None).unwrap().len(), 1);
+
+    // In another store: figure 6 (AES-128-CBC under the pre-shared key, MAC checked) and
+    // figure 7 (PBKDF2 password) decrypt and verify.
+    let other = self::env();
+    let imported = other
+        .svc
+        .import_pskc(ADMIN, &figure(6), &psk, &options, Some("olga"))
+        .unwrap();
+    assert!(verify(&other, &imported[0].serial, &hotp8(0)).is_accepted());
+    other.svc.delete_token(ADMIN, &imported[0].serial).unwrap();
+    let wrong_password = PskcDecryption::Password(Secret::new("qwertz".to_string()));
+    assert!(
+        other
+            .svc
+            .import_pskc(ADMIN, &figure(7), &wrong_password, &options, None)
+            .is_err()
+    );
+    let password = PskcDecryption::Password(Secret::new("qwerty".to_string()));
+    let imported = other
+        .svc
+        .import_pskc(ADMIN, &figure(7), &password, &options, None)
+        .unwrap();
+    assert!(verify(&other, &imported[0].serial, &hotp8(0)).is_accepted());
+}
+
+#[test]
+fn otpauth_uri_provisioning_round_trip() {
+    let env = env();
+    // Base32 of "12345678901234567890".
+    let uri = "otpauth://totp/ACME:alice@example.com?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=ACME&algorithm=SHA1&digits=8&period=30";
+    let created = env
+        .svc
+        .create_from_otpauth(ADMIN, uri, Some("1400000001".into()), Some("alice".into()))
+        .unwrap();
+    assert_eq!(created.info.kind, TokenKind::Totp);
+    assert_eq!(created.info.issuer.as_deref(), Some("ACME"));
+    assert_eq!(created.info.label.as_deref(), Some("alice@example.com"));
+    assert!(verify(&env, "1400000001", "07081804").is_accepted());
+    let back = TokenService::otpauth_uri(&created.info, &created.seed).unwrap();
+    assert!(
+        back.contains("secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
+        "{back}"
+    );
+    // Bad base32: a clear error, nothing stored.
+    let err = env
+        .svc
+        .create_from_otpauth(ADMIN, "otpauth://hotp/x?secret=GEZ1!&counter=0", None, None)
+        .unwrap_err();
+    assert!(matches!(err, TokenError::Otp(_)), "{err}");
+    assert_eq!(env.svc.list_tokens(None).unwrap().len(), 1);
 }

@@ -38,9 +38,19 @@ struct Seen {
 
 /// Serve `script` (one step per request, the last one repeats) on `pipe`.
 fn scripted_device(
+    pipe: impl ReportPipe,
+    config: DeviceConfig,
+    script: Vec<Step>,
+) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
+    scripted_device_with_info(pipe, config, script, scripted_get_info())
+}
+
+/// Like [`scripted_device`] with a chosen authenticatorGetInfo reply.
+fn scripted_device_with_info(
     mut pipe: impl ReportPipe,
     config: DeviceConfig,
     script: Vec<Step>,
+    get_info_reply: Vec<u8>,
 ) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let seen2 = seen.clone();
@@ -86,7 +96,7 @@ fn scripted_device(
                         if cmd == HidCmd::CBOR && payload == [0x04] =>
                     {
                         // authenticatorGetInfo (sent by Device::open) is answered outside the script.
-                        for r in framing.respond(cid, cmd, &scripted_get_info()) {
+                        for r in framing.respond(cid, cmd, &get_info_reply) {
                             let _ = pipe.send(&r).await;
                         }
                     }
@@ -439,6 +449,50 @@ async fn two_keys_first_touched_wins_the_other_gets_cancel() {
 }
 
 #[tokio::test]
+async fn fido_2_1_pre_key_gets_the_prototype_credential_management_command() {
+    let info = get_info::Response {
+        versions: vec!["FIDO_2_0".into(), "FIDO_2_1_PRE".into()],
+        aaguid: [1; 16],
+        options: Some(
+            [("credentialMgmtPreview".to_owned(), true)]
+                .into_iter()
+                .collect(),
+        ),
+        ..Default::default()
+    };
+    let (host, dev) = hid::pair();
+    // getCredsMetadata reply: {1: 3, 2: 22}.
+    let (seen, task) = scripted_device_with_info(
+        dev,
+        DeviceConfig::default(),
+        vec![Step::Reply(vec![0x00, 0xa2, 0x01, 0x03, 0x02, 0x16])],
+        encode_ok_response::<get_info::Request>(&info),
+    );
+    let mut device = Device::open(host, fast_options()).await.unwrap();
+    assert_eq!(device.credential_management_command(), Some(0x41));
+    let reply = device
+        .credential_management(
+            None,
+            keygate::ctap2::commands::credential_management::SubCommand::GET_CREDS_METADATA,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.existing_resident_credentials_count, Some(3));
+    assert_eq!(
+        reply.max_possible_remaining_resident_credentials_count,
+        Some(22)
+    );
+    // 0x41 followed by {1: 1}.
+    assert_eq!(
+        seen.lock().unwrap().requests,
+        vec![(HidCmd::CBOR, vec![0x41, 0xa1, 0x01, 0x01])]
+    );
+    drop(device);
+    task.await.unwrap();
+}
+
+#[tokio::test]
 async fn race_with_no_touch_is_cancelled_by_the_caller() {
     let (host_a, dev_a) = hid::pair();
     let (seen_a, task_a) =
@@ -457,4 +511,610 @@ async fn race_with_no_touch_is_cancelled_by_the_caller() {
     assert_eq!(seen_a.lock().unwrap().cancels.len(), 1);
     drop(devices);
     task_a.await.unwrap();
+}
+
+// ---- Against keygate's software key (authenticator::serve) ---------------------------------
+
+mod softkey {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use keygate::authenticator::{
+        CtapVersion, PresencePolicy, SharedSoftKey, SoftKey, SoftKeyOptions, serve,
+    };
+    use keygate::ctap2::commands::{get_assertion, make_credential};
+    use keygate::ctap2::pin_protocol::{Permissions, PinProtocol};
+    use keygate::ctap2::{
+        AttestationStatement, AuthenticatorData, CoseKey, PublicKeyCredentialDescriptor,
+        PublicKeyCredentialParameters, PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity,
+        StatusCode,
+    };
+    use keygate::ctaphid::HidCmd;
+    use keygate::device::{Device, DeviceOptions, first_touched};
+    use keygate::hid::socket::{SeqpacketListener, SeqpacketPipe};
+    use keygate::hid::{self, BoxFuture, HidError, Report, ReportPipe};
+    use p256::ecdsa::signature::Verifier;
+    use sha2::Digest;
+    use tokio_util::sync::CancellationToken;
+
+    const RP: &str = "example.org";
+
+    struct Key {
+        key: SharedSoftKey,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Key {
+        async fn stop(self) {
+            self.shutdown.cancel();
+            self.task.await.unwrap();
+        }
+    }
+
+    fn start(pipe: impl ReportPipe, options: SoftKeyOptions, policy: PresencePolicy) -> Key {
+        let key = SharedSoftKey::new(SoftKey::new(options).unwrap(), policy);
+        let shutdown = CancellationToken::new();
+        let (k, s) = (key.clone(), shutdown.clone());
+        let task = tokio::spawn(async move {
+            serve(pipe, k, s).await.unwrap();
+        });
+        Key {
+            key,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn open_pair(options: SoftKeyOptions) -> (Device<hid::PairEnd>, Key) {
+        let (host, dev) = hid::pair();
+        let key = start(dev, options, PresencePolicy::AutoApprove);
+        (
+            Device::open(host, DeviceOptions::default()).await.unwrap(),
+            key,
+        )
+    }
+
+    fn sha256(data: &[u8]) -> Vec<u8> {
+        sha2::Sha256::digest(data).to_vec()
+    }
+
+    fn mc_request(cdh: &[u8], user_id: &[u8], rk: bool) -> make_credential::Request {
+        let mut options = BTreeMap::new();
+        options.insert("rk".to_owned(), rk);
+        make_credential::Request {
+            client_data_hash: cdh.to_vec(),
+            rp: PublicKeyCredentialRpEntity {
+                id: RP.into(),
+                name: Some("Example".into()),
+            },
+            user: PublicKeyCredentialUserEntity {
+                id: user_id.to_vec(),
+                name: Some("alice".into()),
+                display_name: Some("Alice".into()),
+            },
+            pub_key_cred_params: vec![PublicKeyCredentialParameters {
+                type_: "public-key".into(),
+                alg: -7,
+            }],
+            exclude_list: None,
+            extensions: None,
+            options: Some(options),
+            pin_uv_auth_param: None,
+            pin_uv_auth_protocol: None,
+            enterprise_attestation: None,
+        }
+    }
+
+    fn ga_request(cdh: &[u8], allow: Option<Vec<Vec<u8>>>) -> get_assertion::Request {
+        get_assertion::Request {
+            rp_id: RP.into(),
+            client_data_hash: cdh.to_vec(),
+            allow_list: allow.map(|ids| {
+                ids.into_iter()
+                    .map(PublicKeyCredentialDescriptor::public_key)
+                    .collect()
+            }),
+            extensions: None,
+            options: None,
+            pin_uv_auth_param: None,
+            pin_uv_auth_protocol: None,
+        }
+    }
+
+    /// Check a MakeCredential reply; returns (credential id, public key).
+    fn check_registration(reply: &make_credential::Response, cdh: &[u8]) -> (Vec<u8>, CoseKey) {
+        let auth = AuthenticatorData::parse(&reply.auth_data).unwrap();
+        assert_eq!(auth.rp_id_hash.to_vec(), sha256(RP.as_bytes()));
+        assert!(auth.flags.up());
+        let attested = auth.attested_credential_data.unwrap();
+        // Self-consistency of the attestation signature where it is made by a key we know.
+        let signed = [reply.auth_data.as_slice(), cdh].concat();
+        match &reply.att_stmt {
+            AttestationStatement::Packed { sig, x5c: None, .. } => {
+                verify(&attested.credential_public_key, &signed, sig)
+            }
+            AttestationStatement::Packed {
+                x5c: Some(chain), ..
+            } => assert!(!chain.is_empty()),
+            AttestationStatement::FidoU2f { sig, x5c } => {
+                assert_eq!(x5c.len(), 1);
+                assert!(!sig.is_empty());
+            }
+            other => panic!("unexpected attestation {other:?}"),
+        }
+        (attested.credential_id, attested.credential_public_key)
+    }
+
+    fn verify(key: &CoseKey, message: &[u8], der_signature: &[u8]) {
+        let key = p256::ecdsa::VerifyingKey::from(key.to_p256().unwrap());
+        let signature = p256::ecdsa::Signature::from_der(der_signature).unwrap();
+        key.verify(message, &signature).expect("signature verifies");
+    }
+
+    fn check_assertion(reply: &get_assertion::Response, key: &CoseKey, cdh: &[u8]) -> u32 {
+        let auth = AuthenticatorData::parse(&reply.auth_data).unwrap();
+        assert_eq!(auth.rp_id_hash.to_vec(), sha256(RP.as_bytes()));
+        assert!(auth.flags.up());
+        verify(
+            key,
+            &[reply.auth_data.as_slice(), cdh].concat(),
+            &reply.signature,
+        );
+        auth.sign_count
+    }
+
+    async fn register_and_assert<P: ReportPipe>(device: &mut Device<P>) {
+        let none = CancellationToken::new();
+        let cdh = sha256(b"client data 1");
+        let reply = device
+            .make_credential(&mc_request(&cdh, b"user-1", false), &none, &mut |_| {})
+            .await
+            .unwrap();
+        let (id, key) = check_registration(&reply, &cdh);
+        let cdh2 = sha256(b"client data 2");
+        let assertion = device
+            .get_assertion(
+                &ga_request(&cdh2, Some(vec![id.clone()])),
+                &none,
+                &mut |_| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(assertion.credential.as_ref().unwrap().id, id);
+        let first = check_assertion(&assertion, &key, &cdh2);
+        let again = device
+            .get_assertion(&ga_request(&cdh2, Some(vec![id])), &none, &mut |_| {})
+            .await
+            .unwrap();
+        assert!(
+            check_assertion(&again, &key, &cdh2) > first,
+            "signature counter increases"
+        );
+        // A credential the key never made: NO_CREDENTIALS.
+        let err = device
+            .get_assertion(
+                &ga_request(&cdh2, Some(vec![vec![7; 40]])),
+                &none,
+                &mut |_| {},
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.status(),
+            Some(StatusCode::CTAP2_ERR_NO_CREDENTIALS),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn make_credential_and_get_assertion_over_the_pair() {
+        let (mut device, key) = open_pair(SoftKeyOptions::default()).await;
+        assert!(device.supports_version("FIDO_2_1"));
+        assert_eq!(device.pin_protocol(), Some(PinProtocol::Two));
+        register_and_assert(&mut device).await;
+        drop(device);
+        key.stop().await;
+    }
+
+    #[tokio::test]
+    async fn make_credential_and_get_assertion_over_the_socket() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("softkey.sock");
+        let listener = SeqpacketListener::bind(&path).unwrap();
+        let key = SharedSoftKey::new(
+            SoftKey::new(SoftKeyOptions::default()).unwrap(),
+            PresencePolicy::AutoApprove,
+        );
+        let shutdown = CancellationToken::new();
+        let (k, s) = (key.clone(), shutdown.clone());
+        let server = tokio::spawn(async move {
+            let pipe = listener.accept().await.unwrap();
+            serve(pipe, k, s).await.unwrap();
+        });
+        let pipe = SeqpacketPipe::connect(&path).await.unwrap();
+        let mut device = Device::open(pipe, DeviceOptions::default()).await.unwrap();
+        register_and_assert(&mut device).await;
+        drop(device);
+        shutdown.cancel();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn pin_protocol_two_permissions_retries_and_change() {
+        let (mut device, key) = open_pair(SoftKeyOptions::default()).await;
+        let none = CancellationToken::new();
+        assert!(!device.pin_is_set());
+        device.set_pin("1234").await.unwrap();
+        assert!(device.pin_is_set());
+        assert_eq!(device.pin_retries().await.unwrap().0, 8);
+        // Wrong PIN: PIN_INVALID, one retry less.
+        let err = device
+            .pin_uv_auth_token("9999", Permissions::MAKE_CREDENTIAL, Some(RP))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.status(),
+            Some(StatusCode::CTAP2_ERR_PIN_INVALID),
+            "{err:?}"
+        );
+        assert_eq!(device.pin_retries().await.unwrap().0, 7);
+        // Right PIN: a token with mc|ga for the RP; a discoverable credential with UV.
+        let token = device
+            .pin_uv_auth_token(
+                "1234",
+                Permissions::MAKE_CREDENTIAL | Permissions::GET_ASSERTION,
+                Some(RP),
+            )
+            .await
+            .unwrap();
+        assert_eq!(token.protocol(), PinProtocol::Two);
+        assert_eq!(device.pin_retries().await.unwrap().0, 8);
+        let cdh = sha256(b"with pin");
+        let mut request = mc_request(&cdh, b"user-pin", true);
+        request.pin_uv_auth_param = Some(token.authenticate(&cdh));
+        request.pin_uv_auth_protocol = Some(2);
+        let reply = device
+            .make_credential(&request, &none, &mut |_| {})
+            .await
+            .unwrap();
+        let auth = AuthenticatorData::parse(&reply.auth_data).unwrap();
+        assert!(auth.flags.uv(), "UV flag set with a pinUvAuthToken");
+        // A wrong pinUvAuthParam is refused.
+        request.pin_uv_auth_param = Some(vec![0; 32]);
+        let err = device
+            .make_credential(&request, &none, &mut |_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.status(),
+            Some(StatusCode::CTAP2_ERR_PIN_AUTH_INVALID),
+            "{err:?}"
+        );
+        // Change the PIN; the old one no longer works.
+        device.change_pin("1234", "567890").await.unwrap();
+        let err = device
+            .pin_uv_auth_token("1234", Permissions::GET_ASSERTION, Some(RP))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(StatusCode::CTAP2_ERR_PIN_INVALID));
+        device
+            .pin_uv_auth_token("567890", Permissions::GET_ASSERTION, Some(RP))
+            .await
+            .unwrap();
+        drop(device);
+        key.stop().await;
+    }
+
+    #[tokio::test]
+    async fn ctap20_key_uses_protocol_one_and_get_pin_token() {
+        let options = SoftKeyOptions {
+            ctap: CtapVersion::Fido20,
+            initial_pin: Some("4321".into()),
+            large_blobs: false,
+            ..SoftKeyOptions::default()
+        };
+        let (mut device, key) = open_pair(options).await;
+        assert!(!device.supports_version("FIDO_2_1"));
+        assert_eq!(device.pin_protocol(), Some(PinProtocol::One));
+        assert_eq!(device.credential_management_command(), None);
+        let token = device
+            .pin_uv_auth_token("4321", Permissions::MAKE_CREDENTIAL, Some(RP))
+            .await
+            .unwrap();
+        assert_eq!(token.protocol(), PinProtocol::One);
+        let cdh = sha256(b"v1");
+        let mut request = mc_request(&cdh, b"user-v1", false);
+        request.pin_uv_auth_param = Some(token.authenticate(&cdh));
+        request.pin_uv_auth_protocol = Some(1);
+        assert_eq!(
+            request.pin_uv_auth_param.as_ref().unwrap().len(),
+            16,
+            "protocol 1 MACs are 16 bytes"
+        );
+        let reply = device
+            .make_credential(&request, &CancellationToken::new(), &mut |_| {})
+            .await
+            .unwrap();
+        assert!(
+            AuthenticatorData::parse(&reply.auth_data)
+                .unwrap()
+                .flags
+                .uv()
+        );
+        drop(device);
+        key.stop().await;
+    }
+
+    #[tokio::test]
+    async fn discoverable_credentials_get_next_assertion_and_credential_management() {
+        let options = SoftKeyOptions {
+            initial_pin: Some("1234".into()),
+            ..SoftKeyOptions::default()
+        };
+        let (mut device, key) = open_pair(options).await;
+        let none = CancellationToken::new();
+        assert_eq!(device.credential_management_command(), Some(0x0a));
+        // CTAP 2.1 §6.1.2: a successful MakeCredential clears the token's mc permission, so
+        // each credential needs a fresh token (the second use of one is refused, see below).
+        let mut token = None;
+        for user in [b"user-a".as_slice(), b"user-b"] {
+            let fresh = device
+                .pin_uv_auth_token("1234", Permissions::MAKE_CREDENTIAL, Some(RP))
+                .await
+                .unwrap();
+            let token = token.insert(fresh);
+            let cdh = sha256(user);
+            let mut request = mc_request(&cdh, user, true);
+            request.pin_uv_auth_param = Some(token.authenticate(&cdh));
+            request.pin_uv_auth_protocol = Some(2);
+            device
+                .make_credential(&request, &none, &mut |_| {})
+                .await
+                .unwrap();
+        }
+        // Without an allow list: GetAssertion + GetNextAssertion return both.
+        let assertions = device
+            .get_assertions(&ga_request(&sha256(b"x"), None), &none, &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(assertions.len(), 2);
+        assert_eq!(assertions[0].number_of_credentials, Some(2));
+        let mut users: Vec<Vec<u8>> = assertions
+            .iter()
+            .map(|a| a.user.as_ref().unwrap().id.clone())
+            .collect();
+        users.sort();
+        assert_eq!(users, vec![b"user-a".to_vec(), b"user-b".to_vec()]);
+
+        let cm = device
+            .pin_uv_auth_token("1234", Permissions::CREDENTIAL_MANAGEMENT, None)
+            .await
+            .unwrap();
+        assert_eq!(device.creds_metadata(&cm).await.unwrap().0, 2);
+        let rps = device.enumerate_rps(&cm).await.unwrap();
+        assert_eq!(rps.len(), 1);
+        assert_eq!(rps[0].rp.as_ref().unwrap().id, RP);
+        let rp_hash = rps[0].rp_id_hash.unwrap();
+        assert_eq!(rp_hash.to_vec(), sha256(RP.as_bytes()));
+        let creds = device.enumerate_credentials(&cm, rp_hash).await.unwrap();
+        assert_eq!(creds.len(), 2);
+        let victim = creds[0].credential_id.clone().unwrap();
+        let mut new_user = creds[1].user.clone().unwrap();
+        new_user.display_name = Some("Renamed".into());
+        device
+            .update_user_information(&cm, creds[1].credential_id.clone().unwrap(), new_user)
+            .await
+            .unwrap();
+        device.delete_credential(&cm, victim.clone()).await.unwrap();
+        assert_eq!(device.creds_metadata(&cm).await.unwrap().0, 1);
+        let creds = device.enumerate_credentials(&cm, rp_hash).await.unwrap();
+        assert_eq!(creds.len(), 1);
+        assert_ne!(creds[0].credential_id.as_ref().unwrap().id, victim.id);
+        assert_eq!(
+            creds[0].user.as_ref().unwrap().display_name.as_deref(),
+            Some("Renamed")
+        );
+        // A token without the cm permission (or whose mc permission was used up) is refused.
+        let err = device
+            .creds_metadata(token.as_ref().unwrap())
+            .await
+            .unwrap_err();
+        assert!(err.status().is_some(), "{err:?}");
+        drop(device);
+        key.stop().await;
+    }
+
+    #[tokio::test]
+    async fn reset_within_the_window_wipes_credentials_and_pin() {
+        let options = SoftKeyOptions {
+            initial_pin: Some("1234".into()),
+            ..SoftKeyOptions::default()
+        };
+        let (mut device, key) = open_pair(options).await;
+        assert!(device.pin_is_set());
+        device
+            .reset(&CancellationToken::new(), &mut |_| {})
+            .await
+            .unwrap();
+        assert!(!device.pin_is_set());
+        drop(device);
+        key.stop().await;
+    }
+
+    #[tokio::test]
+    async fn u2f_fallback_with_a_u2f_only_key() {
+        let options = SoftKeyOptions {
+            ctap: CtapVersion::U2fOnly,
+            resident_keys: false,
+            client_pin: false,
+            large_blobs: false,
+            ..SoftKeyOptions::default()
+        };
+        let (mut device, key) = open_pair(options).await;
+        assert!(!device.is_ctap2());
+        assert!(device.capabilities().supports_msg());
+        assert_eq!(device.u2f_version().await.unwrap(), "U2F_V2");
+        let none = CancellationToken::new();
+        let cdh = sha256(b"u2f client data");
+        let reply = device
+            .make_credential(&mc_request(&cdh, b"user-u2f", false), &none, &mut |_| {})
+            .await
+            .unwrap();
+        assert_eq!(reply.att_stmt.fmt(), "fido-u2f");
+        let (id, public_key) = check_registration(&reply, &cdh);
+        // The fido-u2f attestation signature (WebAuthn §8.6): 0x00 ‖ rpIdHash ‖ cdh ‖ id ‖ point.
+        let AttestationStatement::FidoU2f { sig, x5c } = &reply.att_stmt else {
+            unreachable!()
+        };
+        let cert_key = attestation_key(&x5c[0]);
+        let point = public_key.to_p256().unwrap().to_sec1_bytes();
+        let signed = [&[0u8][..], &sha256(RP.as_bytes()), &cdh, &id, &point].concat();
+        let signature = p256::ecdsa::Signature::from_der(sig).unwrap();
+        cert_key
+            .verify(&signed, &signature)
+            .expect("fido-u2f attestation verifies");
+        let cdh2 = sha256(b"u2f assertion");
+        let assertion = device
+            .get_assertion(
+                &ga_request(&cdh2, Some(vec![vec![1; 64], id.clone()])),
+                &none,
+                &mut |_| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            assertion.credential.unwrap().id,
+            id,
+            "the handle the key knows is chosen"
+        );
+        check_assertion_u2f(
+            &assertion.auth_data,
+            &assertion.signature,
+            &public_key,
+            &cdh2,
+        );
+        // Excluded credential: CREDENTIAL_EXCLUDED (after a touch).
+        let mut request = mc_request(&cdh, b"user-u2f", false);
+        request.exclude_list = Some(vec![PublicKeyCredentialDescriptor::public_key(id)]);
+        let err = device
+            .make_credential(&request, &none, &mut |_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.status(),
+            Some(StatusCode::CTAP2_ERR_CREDENTIAL_EXCLUDED),
+            "{err:?}"
+        );
+        // Resident keys are impossible over U2F.
+        let err = device
+            .make_credential(&mc_request(&cdh, b"u", true), &none, &mut |_| {})
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), Some(StatusCode::CTAP2_ERR_UNSUPPORTED_OPTION));
+        drop(device);
+        key.stop().await;
+    }
+
+    fn check_assertion_u2f(auth_data: &[u8], signature: &[u8], key: &CoseKey, cdh: &[u8]) {
+        let auth = AuthenticatorData::parse(auth_data).unwrap();
+        assert!(auth.flags.up());
+        assert_eq!(auth_data.len(), 37);
+        verify(key, &[auth_data, cdh].concat(), signature);
+    }
+
+    /// The P-256 key in an X.509 certificate (DER): found as the uncompressed point after the
+    /// id-ecPublicKey / prime256v1 algorithm identifier.
+    fn attestation_key(cert: &[u8]) -> p256::ecdsa::VerifyingKey {
+        let prime256v1 = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+        let at = cert
+            .windows(prime256v1.len())
+            .position(|w| w == prime256v1)
+            .expect("P-256 key in certificate");
+        // BIT STRING: 03 42 00 04 x y
+        let rest = &cert[at + prime256v1.len()..];
+        let start = rest
+            .windows(3)
+            .position(|w| w == [0x03, 0x42, 0x00])
+            .unwrap()
+            + 3;
+        p256::ecdsa::VerifyingKey::from_sec1_bytes(&rest[start..start + 65]).unwrap()
+    }
+
+    /// A device end that records the commands of the init packets the host sends.
+    struct Tap<P> {
+        inner: P,
+        seen: Arc<Mutex<Vec<HidCmd>>>,
+    }
+
+    impl<P: ReportPipe> ReportPipe for Tap<P> {
+        fn send<'a>(&'a mut self, report: &'a Report) -> BoxFuture<'a, Result<(), HidError>> {
+            self.inner.send(report)
+        }
+        fn recv(&mut self) -> BoxFuture<'_, Result<Report, HidError>> {
+            let seen = self.seen.clone();
+            let fut = self.inner.recv();
+            Box::pin(async move {
+                let report = fut.await?;
+                if report[4] & 0x80 != 0 {
+                    seen.lock().unwrap().push(HidCmd(report[4]));
+                }
+                Ok(report)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn two_keys_the_approved_one_wins_the_waiting_one_gets_cancel() {
+        let wait = PresencePolicy::WaitForApproval {
+            timeout: Duration::from_secs(20),
+        };
+        let mut keys = Vec::new();
+        let mut devices = Vec::new();
+        let mut taps = Vec::new();
+        for _ in 0..2 {
+            let (host, dev) = hid::pair();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            taps.push(seen.clone());
+            keys.push(start(
+                Tap { inner: dev, seen },
+                SoftKeyOptions::default(),
+                wait,
+            ));
+            devices.push(Device::open(host, DeviceOptions::default()).await.unwrap());
+        }
+        let approver = keys[1].key.presence().handle();
+        let approve = tokio::spawn(async move {
+            while approver.pending().is_none() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            approver.approve();
+        });
+        let cdh = sha256(b"race");
+        let (winner, reply) = first_touched(
+            &mut devices,
+            &mc_request(&cdh, b"racer", false),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        approve.await.unwrap();
+        assert_eq!(winner, 1);
+        check_registration(&reply.unwrap(), &cdh);
+        assert!(
+            taps[0].lock().unwrap().contains(&HidCmd::CANCEL),
+            "the waiting key got CTAPHID_CANCEL"
+        );
+        assert!(
+            !taps[1].lock().unwrap().contains(&HidCmd::CANCEL),
+            "the winner got no CANCEL"
+        );
+        // The loser is usable afterwards (its presence wait was cancelled, not left hanging).
+        assert_eq!(devices[0].ping(b"still here").await.unwrap(), b"still here");
+        drop(devices);
+        for key in keys {
+            key.stop().await;
+        }
+    }
 }

@@ -8,9 +8,12 @@
 //! program. The guest writes `HIDVM <step> ok|FAIL ...` lines; the host checks them and the
 //! `GUEST_RC` line.
 //!
-//! Until the software key's `keygatectl virtual serve --uhid` exists, the key in the guest is
-//! `ScriptedUhidKey`: the real `ctaphid::device::DeviceFraming` on uhid answering
-//! authenticatorGetInfo with a fixed CTAP 2.0 reply (a scripted INIT/GetInfo responder).
+//! The key in the guest is keygate's software key, `keygatectl --json virtual serve --uhid`
+//! (uhid device 1209:f1d0). In the guest: our hidapi enumeration finds it by usage page; our
+//! driver does INIT, GetInfo, PING, MakeCredential and GetAssertion through /dev/hidraw (the
+//! signatures are checked); libfido2 runs `fido2-token -L` and `-I`, `fido2-cred -M` then
+//! `-V` (verifies the packed attestation) and `fido2-assert -G` then `-V` (verifies the
+//! assertion with the public key from `fido2-cred -V`).
 //!
 //! Skip rule (COMMON.md): if QEMU/the runner cannot be built, fail when
 //! `KEYGATE_REQUIRE_INTEROP=1`, else print `skipped: ...` and pass.
@@ -20,11 +23,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use keygate::ctaphid::device::{DeviceConfig, DeviceEvent, DeviceFraming};
-use keygate::ctaphid::{Capabilities, HidCmd};
+use keygate::ctap2::commands::{get_assertion, make_credential};
+use keygate::ctap2::{
+    AuthenticatorData, CoseKey, PublicKeyCredentialDescriptor, PublicKeyCredentialParameters,
+    PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity,
+};
 use keygate::device::{Device, DeviceOptions};
-use keygate::hid::uhid::{UhidConfig, UhidDevice};
-use keygate::hid::{ReportPipe, hidraw};
+use keygate::hid::hidraw;
 use tokio_util::sync::CancellationToken;
 
 const GUEST_ENV: &str = "KEYGATE_HIDVM_GUEST";
@@ -140,11 +145,13 @@ fn hidvm_real_kernel() {
         "guest steps failed: {steps:#?}"
     );
     for step in [
-        "uhid-create",
+        "uhid-serve",
         "hidapi-enumerate",
         "driver-init",
         "driver-ping",
         "driver-getinfo",
+        "driver-make-credential",
+        "driver-get-assertion",
     ] {
         assert!(
             steps
@@ -154,7 +161,14 @@ fn hidvm_real_kernel() {
         );
     }
     if fido2_token.is_some() {
-        for step in ["fido2-token-L", "fido2-token-I"] {
+        for step in [
+            "fido2-token-L",
+            "fido2-token-I",
+            "fido2-cred-M",
+            "fido2-cred-V",
+            "fido2-assert-G",
+            "fido2-assert-V",
+        ] {
             assert!(
                 steps
                     .iter()
@@ -174,51 +188,6 @@ fn which(tool: &str) -> Option<PathBuf> {
         .split(':')
         .map(|d| Path::new(d).join(tool))
         .find(|p| p.exists())
-}
-
-/// A CTAP 2.0 authenticatorGetInfo reply: status 0, {1: ["FIDO_2_0"], 3: aaguid}.
-fn scripted_get_info() -> Vec<u8> {
-    let mut reply = vec![0x00, 0xa2, 0x01, 0x81, 0x68];
-    reply.extend_from_slice(b"FIDO_2_0");
-    reply.extend_from_slice(&[0x03, 0x50]);
-    reply.extend_from_slice(&[0x6b; 16]);
-    reply
-}
-
-/// ScriptedUhidKey: DeviceFraming on uhid; GetInfo gets `scripted_get_info`, every other CBOR
-/// command CTAP1_ERR_INVALID_COMMAND, MSG the U2F "instruction not supported" status word.
-async fn scripted_uhid_key(mut pipe: UhidDevice, stop: CancellationToken) {
-    let mut framing = DeviceFraming::new(DeviceConfig {
-        capabilities: Capabilities::CBOR | Capabilities::WINK,
-        ..Default::default()
-    });
-    let mut rng = || getrandom::u32().unwrap_or(0x4242_4242);
-    loop {
-        let report = tokio::select! {
-            _ = stop.cancelled() => break,
-            r = pipe.recv() => match r { Ok(r) => r, Err(e) => { println!("HIDVM uhid-recv FAIL {e}"); break } },
-        };
-        for event in framing.push(&report, Instant::now(), &mut rng) {
-            let replies = match event {
-                DeviceEvent::Send(r) => vec![r],
-                DeviceEvent::Request { cid, cmd, payload } => {
-                    let reply = match (cmd, payload.first()) {
-                        (HidCmd::CBOR, Some(0x04)) => scripted_get_info(),
-                        (HidCmd::CBOR, _) => vec![0x01],
-                        _ => vec![0x6d, 0x00],
-                    };
-                    framing.respond(cid, cmd, &reply)
-                }
-                DeviceEvent::Cancel(_) | DeviceEvent::Wink(_) => vec![],
-            };
-            for r in replies {
-                if let Err(e) = pipe.send(&r).await {
-                    println!("HIDVM uhid-send FAIL {e}");
-                }
-            }
-        }
-    }
-    let _ = pipe.destroy();
 }
 
 fn step(name: &str, result: Result<String, String>) -> bool {
@@ -246,24 +215,41 @@ fn guest_side() {
         .enable_all()
         .build()
         .unwrap();
-    let ok = rt.block_on(guest_main());
+    let ok = rt.block_on(guest_main(PathBuf::from(work)));
     assert!(ok, "a guest step failed");
 }
 
-async fn guest_main() -> bool {
-    let config = UhidConfig {
-        name: "keygate scripted key".into(),
-        vendor: VENDOR,
-        product: PRODUCT,
-        ..Default::default()
+async fn guest_main(work: PathBuf) -> bool {
+    // keygate's software key on uhid, as a user would run it.
+    let mut serve = match tokio::process::Command::new(env!("CARGO_BIN_EXE_keygatectl"))
+        .args(["--json", "virtual", "serve", "--uhid"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => return step("uhid-serve", Err(format!("keygatectl: {e}"))),
     };
-    let key = match UhidDevice::create(config) {
-        Ok(key) => key,
-        Err(e) => return step("uhid-create", Err(e.to_string())),
+    let ready = match serve.stdout.take() {
+        Some(stdout) => {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await
+        }
+        None => return step("uhid-serve", Err("no stdout".into())),
     };
-    step("uhid-create", Ok(String::new()));
-    let stop = CancellationToken::new();
-    let server = tokio::spawn(scripted_uhid_key(key, stop.clone()));
+    match ready {
+        Ok(Ok(Some(line))) if line.contains("\"ready\"") => step(
+            "uhid-serve",
+            Ok("keygatectl virtual serve --uhid ready".into()),
+        ),
+        other => {
+            return step(
+                "uhid-serve",
+                Err(format!("keygatectl did not get ready: {other:?}")),
+            );
+        }
+    };
 
     // Our hidapi enumeration must find it by usage page.
     let started = Instant::now();
@@ -279,8 +265,8 @@ async fn guest_main() -> bool {
             }
             Err(e) => break Err(e.to_string()),
         }
-        if started.elapsed() > Duration::from_secs(10) {
-            break Err("no FIDO hidraw device appeared within 10 s".to_owned());
+        if started.elapsed() > Duration::from_secs(20) {
+            break Err("no FIDO hidraw device appeared within 20 s".to_owned());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
@@ -302,10 +288,18 @@ async fn guest_main() -> bool {
     all &= driver_steps(&info.path).await;
 
     if std::env::var_os("KEYGATE_NO_FIDO2_TOKEN").is_none() {
-        all &= fido2_token_steps(&info.path).await;
+        all &= fido2_steps(&info.path, &work).await;
     }
-    stop.cancel();
-    let _ = server.await;
+    if let Some(pid) = serve.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    match tokio::time::timeout(Duration::from_secs(20), serve.wait()).await {
+        Ok(Ok(status)) if status.success() => {}
+        other => all &= step("uhid-serve-stop", Err(format!("{other:?}"))),
+    }
     all
 }
 
@@ -337,16 +331,107 @@ async fn driver_steps(path: &Path) -> bool {
     );
     all &= step(
         "driver-getinfo",
-        match device
-            .cbor_raw(&[0x04], &CancellationToken::new(), &mut |_| {})
-            .await
-        {
-            Ok(reply) if reply == scripted_get_info() => Ok(format!("{} bytes", reply.len())),
-            Ok(other) => Err(format!("unexpected reply {other:02x?}")),
-            Err(e) => Err(e.to_string()),
+        match device.info() {
+            Some(info) if info.versions.iter().any(|v| v == "FIDO_2_1") => {
+                Ok(format!("{:?}", info.versions))
+            }
+            other => Err(format!("unexpected GetInfo {other:?}")),
         },
     );
+    let none = CancellationToken::new();
+    let cdh = sha256(b"hidvm make credential");
+    let request = make_credential::Request {
+        client_data_hash: cdh.to_vec(),
+        rp: PublicKeyCredentialRpEntity {
+            id: RP.into(),
+            name: None,
+        },
+        user: PublicKeyCredentialUserEntity {
+            id: b"hidvm-user".to_vec(),
+            name: Some("hidvm".into()),
+            display_name: None,
+        },
+        pub_key_cred_params: vec![PublicKeyCredentialParameters {
+            type_: "public-key".into(),
+            alg: -7,
+        }],
+        exclude_list: None,
+        extensions: None,
+        options: None,
+        pin_uv_auth_param: None,
+        pin_uv_auth_protocol: None,
+        enterprise_attestation: None,
+    };
+    let credential = match device.make_credential(&request, &none, &mut |_| {}).await {
+        Ok(reply) => match AuthenticatorData::parse(&reply.auth_data)
+            .ok()
+            .and_then(|a| a.attested_credential_data)
+        {
+            Some(attested) => {
+                step(
+                    "driver-make-credential",
+                    Ok(format!(
+                        "{} byte credential id, fmt {}",
+                        attested.credential_id.len(),
+                        reply.att_stmt.fmt()
+                    )),
+                );
+                Some(attested)
+            }
+            None => {
+                all &= step(
+                    "driver-make-credential",
+                    Err("no attested credential data".into()),
+                );
+                None
+            }
+        },
+        Err(e) => {
+            all &= step("driver-make-credential", Err(e.to_string()));
+            None
+        }
+    };
+    if let Some(attested) = credential {
+        let cdh2 = sha256(b"hidvm get assertion");
+        let request = get_assertion::Request {
+            rp_id: RP.into(),
+            client_data_hash: cdh2.to_vec(),
+            allow_list: Some(vec![PublicKeyCredentialDescriptor::public_key(
+                attested.credential_id.clone(),
+            )]),
+            extensions: None,
+            options: None,
+            pin_uv_auth_param: None,
+            pin_uv_auth_protocol: None,
+        };
+        all &= step(
+            "driver-get-assertion",
+            match device.get_assertion(&request, &none, &mut |_| {}).await {
+                Ok(reply) => verify(
+                    &attested.credential_public_key,
+                    &[reply.auth_data.as_slice(), &cdh2].concat(),
+                    &reply.signature,
+                )
+                .map(|()| "signature verified".to_owned()),
+                Err(e) => Err(e.to_string()),
+            },
+        );
+    }
     all
+}
+
+const RP: &str = "hidvm.keygate.test";
+
+fn sha256(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
+}
+
+fn verify(key: &CoseKey, message: &[u8], der_signature: &[u8]) -> Result<(), String> {
+    use p256::ecdsa::signature::Verifier;
+    let key = p256::ecdsa::VerifyingKey::from(key.to_p256().map_err(|e| e.to_string())?);
+    let signature = p256::ecdsa::Signature::from_der(der_signature).map_err(|e| e.to_string())?;
+    key.verify(message, &signature).map_err(|e| e.to_string())
 }
 
 async fn run_tool(args: &[&str]) -> Result<String, String> {
@@ -367,7 +452,7 @@ async fn run_tool(args: &[&str]) -> Result<String, String> {
     }
 }
 
-async fn fido2_token_steps(path: &Path) -> bool {
+async fn fido2_steps(path: &Path, work: &Path) -> bool {
     let dev = path.to_str().unwrap_or_default();
     let mut all = step(
         "fido2-token-L",
@@ -382,12 +467,97 @@ async fn fido2_token_steps(path: &Path) -> bool {
     all &= step(
         "fido2-token-I",
         run_tool(&["fido2-token", "-I", dev]).await.and_then(|out| {
-            if out.contains("FIDO_2_0") {
+            if out.contains("FIDO_2_1") {
                 Ok(out.trim().replace('\n', " | "))
             } else {
-                Err(format!("no FIDO_2_0 in: {out}"))
+                Err(format!("no FIDO_2_1 in: {out}"))
             }
         }),
+    );
+    // fido2-cred -M input: client data hash (base64), rp id, user name, user id (base64).
+    let b64 = |bytes: &[u8]| data_encoding::BASE64.encode(bytes);
+    let file = |name: &str| work.join(name).to_string_lossy().into_owned();
+    let cred_in = format!(
+        "{}\n{RP}\nlibfido2-user\n{}\n",
+        b64(&sha256(b"libfido2 cdh")),
+        b64(b"libfido2-user-id")
+    );
+    if let Err(e) = std::fs::write(file("cred.in"), cred_in) {
+        return step("fido2-cred-M", Err(e.to_string()));
+    }
+    let made = run_tool(&[
+        "fido2-cred",
+        "-M",
+        "-i",
+        &file("cred.in"),
+        "-o",
+        &file("cred.out"),
+        dev,
+        "es256",
+    ])
+    .await;
+    all &= step(
+        "fido2-cred-M",
+        made.map(|_| {
+            std::fs::read_to_string(file("cred.out"))
+                .unwrap_or_default()
+                .lines()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        }),
+    );
+    // -V verifies the attestation statement and writes credential id + PEM public key.
+    let verified = run_tool(&[
+        "fido2-cred",
+        "-V",
+        "-i",
+        &file("cred.out"),
+        "-o",
+        &file("cred.pk"),
+        "es256",
+    ])
+    .await;
+    all &= step(
+        "fido2-cred-V",
+        verified.map(|_| "attestation verified".to_owned()),
+    );
+    let Ok(pk) = std::fs::read_to_string(file("cred.pk")) else {
+        return step("fido2-assert-G", Err("no cred.pk".into()));
+    };
+    let mut lines = pk.lines();
+    let cred_id = lines.next().unwrap_or_default().to_owned();
+    let pem: String = lines.map(|l| format!("{l}\n")).collect();
+    let _ = std::fs::write(file("pubkey.pem"), pem);
+    // fido2-assert -G input: client data hash, rp id, credential id.
+    let assert_in = format!(
+        "{}\n{RP}\n{cred_id}\n",
+        b64(&sha256(b"libfido2 assert cdh"))
+    );
+    let _ = std::fs::write(file("assert.in"), assert_in);
+    let got = run_tool(&[
+        "fido2-assert",
+        "-G",
+        "-i",
+        &file("assert.in"),
+        "-o",
+        &file("assert.out"),
+        dev,
+    ])
+    .await;
+    all &= step("fido2-assert-G", got.map(|_| "assertion made".to_owned()));
+    let checked = run_tool(&[
+        "fido2-assert",
+        "-V",
+        "-i",
+        &file("assert.out"),
+        &file("pubkey.pem"),
+        "es256",
+    ])
+    .await;
+    all &= step(
+        "fido2-assert-V",
+        checked.map(|_| "assertion verified".to_owned()),
     );
     all
 }

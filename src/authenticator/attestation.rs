@@ -12,6 +12,8 @@ use crate::secret::Secret;
 /// The CA and batch certificate of a key, and the batch private key.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AttestationMaterial {
+    /// The AAGUID in the batch certificate's id-fido-gen-ce-aaguid extension.
+    pub aaguid: [u8; 16],
     /// DER of the self-signed CA certificate (the trust anchor a relying party would configure).
     #[serde(with = "bytes_serde")]
     pub ca_cert: Vec<u8>,
@@ -183,6 +185,7 @@ impl AttestationMaterial {
             aaguid: Some(aaguid),
         });
         Ok(Self {
+            aaguid,
             ca_cert,
             batch_cert,
             batch_key: Secret::new(batch_scalar.expose_secret().to_vec()),

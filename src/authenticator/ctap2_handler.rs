@@ -187,7 +187,9 @@ impl SoftKey {
             CtapRequest::GetNextAssertion(_) => self.get_next_assertion(now).map(|r| r.encode()),
             CtapRequest::ClientPin(req) => self.client_pin(req, now).map(|r| r.encode()),
             CtapRequest::Reset(_) => self.reset(presence, now).map(|()| Vec::new()),
-            CtapRequest::CredentialManagement { request, prototype } if fido21 || prototype => {
+            CtapRequest::CredentialManagement { request, prototype }
+                if fido21 || (prototype && self.pre()) =>
+            {
                 self.credential_management(request, now).map(|r| r.encode())
             }
             CtapRequest::Selection(_) if fido21 => {
@@ -212,6 +214,10 @@ impl SoftKey {
 
     fn fido21(&self) -> bool {
         self.options.ctap == CtapVersion::Fido21
+    }
+
+    fn pre(&self) -> bool {
+        self.options.ctap == CtapVersion::Fido21Pre
     }
 
     fn protocols(&self) -> &'static [u64] {
@@ -264,11 +270,23 @@ impl SoftKey {
                 options.insert("largeBlobs".to_owned(), self.options.large_blobs);
             }
         }
+        if self.pre() && self.options.client_pin {
+            options.insert(
+                "credentialMgmtPreview".to_owned(),
+                self.options.resident_keys,
+            );
+        }
         let versions = if fido21 {
             vec![
                 "U2F_V2".to_owned(),
                 "FIDO_2_0".to_owned(),
                 "FIDO_2_1".to_owned(),
+            ]
+        } else if self.pre() {
+            vec![
+                "U2F_V2".to_owned(),
+                "FIDO_2_0".to_owned(),
+                "FIDO_2_1_PRE".to_owned(),
             ]
         } else {
             vec!["U2F_V2".to_owned(), "FIDO_2_0".to_owned()]
@@ -1026,7 +1044,8 @@ impl SoftKey {
                     if req.permissions.is_some() || req.rp_id.is_some() {
                         return Err(StatusCode::CTAP1_ERR_INVALID_PARAMETER);
                     }
-                    permission::MC | permission::GA
+                    // The 2.1 prototype has no permissions: its tokens also manage credentials.
+                    permission::MC | permission::GA | if self.pre() { permission::CM } else { 0 }
                 };
                 let shared = self.shared_secret(protocol, ka)?;
                 if sub == client_pin::SubCommand::GET_PIN_UV_AUTH_TOKEN_USING_UV_WITH_PERMISSIONS {

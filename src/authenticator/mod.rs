@@ -16,6 +16,8 @@ mod pin;
 mod presence;
 mod serve;
 mod softkey;
+#[cfg(test)]
+mod tests;
 mod u2f;
 mod vault;
 

@@ -12,6 +12,10 @@ pub enum CtapVersion {
     U2fOnly,
     /// CTAP 2.0 (`FIDO_2_0` and `U2F_V2`): no credential management, config, large blobs.
     Fido20,
+    /// The CTAP 2.1 prototype (`FIDO_2_1_PRE`, as early 2.1 keys report it): credential
+    /// management only as command 0x41 (`credentialMgmtPreview`), PIN protocol 1, tokens
+    /// from getPinToken carry the cm permission; no config, large blobs or permissions.
+    Fido21Pre,
     /// CTAP 2.1 (`FIDO_2_1`, `FIDO_2_0`, `U2F_V2`).
     Fido21,
 }
@@ -22,9 +26,10 @@ impl std::str::FromStr for CtapVersion {
         match s {
             "u2f" | "U2F" | "ctap1" => Ok(Self::U2fOnly),
             "2.0" | "ctap2.0" | "FIDO_2_0" => Ok(Self::Fido20),
+            "2.1-pre" | "FIDO_2_1_PRE" => Ok(Self::Fido21Pre),
             "2.1" | "ctap2.1" | "FIDO_2_1" => Ok(Self::Fido21),
             other => Err(AuthnError::BadOption(format!(
-                "unknown CTAP version {other:?} (u2f, 2.0, 2.1)"
+                "unknown CTAP version {other:?} (u2f, 2.0, 2.1-pre, 2.1)"
             ))),
         }
     }

@@ -25,7 +25,9 @@ const CTAP1_ERR_OTHER: u8 = 0x7f;
 pub fn device_config(options: &SoftKeyOptions) -> DeviceConfig {
     let capabilities = match options.ctap {
         CtapVersion::U2fOnly => Capabilities::WINK,
-        CtapVersion::Fido20 | CtapVersion::Fido21 => Capabilities::CBOR.union(Capabilities::WINK),
+        CtapVersion::Fido20 | CtapVersion::Fido21Pre | CtapVersion::Fido21 => {
+            Capabilities::CBOR.union(Capabilities::WINK)
+        }
     };
     DeviceConfig {
         capabilities,

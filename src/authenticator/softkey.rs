@@ -143,8 +143,18 @@ impl SoftKey {
             None => None,
         };
         let fresh = loaded.is_none();
+        let mut regenerated = false;
         let state = match loaded {
-            Some(state) if state.version == STATE_VERSION => state,
+            Some(mut state) if state.version == STATE_VERSION => {
+                // The batch certificate names the AAGUID: a key restarted with another
+                // AAGUID gets new attestation material, so authData and certificate agree.
+                if state.attestation.aaguid != options.aaguid {
+                    state.attestation =
+                        AttestationMaterial::generate(options.aaguid, rng.as_mut())?;
+                    regenerated = true;
+                }
+                state
+            }
             Some(state) => {
                 return Err(AuthnError::BadState(format!(
                     "unknown state version {}",
@@ -165,12 +175,12 @@ impl SoftKey {
             controls: TestControls::default(),
             last: LastOperation::default(),
         };
-        if fresh {
-            if let Some(pin) = key.options.initial_pin.clone() {
-                key.pin.preset_pin(&pin).map_err(|_| {
-                    AuthnError::BadOption("initial PIN rejected by the PIN policy".into())
-                })?;
-            }
+        if fresh && let Some(pin) = key.options.initial_pin.clone() {
+            key.pin.preset_pin(&pin).map_err(|_| {
+                AuthnError::BadOption("initial PIN rejected by the PIN policy".into())
+            })?;
+        }
+        if fresh || regenerated {
             key.persist()?;
         }
         Ok(key)

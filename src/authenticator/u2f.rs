@@ -25,6 +25,8 @@ pub mod sw {
     pub const INCORRECT_P1P2: u16 = 0x6a86;
     /// 0x6F00 no precise diagnosis (internal error).
     pub const UNKNOWN: u16 = 0x6f00;
+    /// 0x6986 command not allowed (CTAP1 is off while alwaysUv is on, CTAP 2.1 §7.2.2).
+    pub const COMMAND_NOT_ALLOWED: u16 = 0x6986;
 }
 
 const INS_REGISTER: u8 = 0x01;
@@ -106,6 +108,9 @@ impl SoftKey {
         match apdu.ins {
             INS_VERSION if apdu.data.is_empty() => with_status(b"U2F_V2".to_vec(), sw::NO_ERROR),
             INS_VERSION => status(sw::WRONG_LENGTH),
+            INS_REGISTER | INS_AUTHENTICATE if self.state.always_uv => {
+                status(sw::COMMAND_NOT_ALLOWED)
+            }
             INS_REGISTER => self.u2f_register(apdu.data, presence),
             INS_AUTHENTICATE => self.u2f_authenticate(apdu.p1, apdu.data, presence),
             _ => status(sw::INS_NOT_SUPPORTED),
@@ -361,6 +366,16 @@ mod tests {
         );
         assert_eq!(resp[0], 0x00);
         assert_eq!(u32::from_be_bytes(resp[1..5].try_into().unwrap()), 2);
+        // alwaysUv switches CTAP1 off.
+        k.state.always_uv = true;
+        assert_eq!(
+            k.handle_u2f(
+                &extended(INS_AUTHENTICATE, P1_ENFORCE, &auth_data(&kh, &app)),
+                &mut up
+            ),
+            [0x69, 0x86]
+        );
+        k.state.always_uv = false;
         // forced bad signature does not verify.
         k.set_force_bad_signature(true);
         let resp = k.handle_u2f(

@@ -88,3 +88,9 @@ pub enum Ctap2Error {
     #[error("large blob: {0}")]
     LargeBlob(&'static str),
 }
+
+impl From<StatusCode> for Ctap2Error {
+    fn from(status: StatusCode) -> Self {
+        Self::Status(status)
+    }
+}

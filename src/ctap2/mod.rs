@@ -32,6 +32,14 @@
 //! Decoding never panics on any input. Response decoding reports the same codes inside
 //! [`Ctap2Error::InvalidResponse`].
 
+//!
+//! ## Not covered (CTAP 2.1 features without a type here)
+//!
+//! authenticatorBioEnrollment (0x09 / prototype 0x40); the "uvm" and "thirdPartyPayment"
+//! extensions and CTAP 2.2 additions (hmac-secret-mc, GetInfo members from 0x16 on, hybrid
+//! transport) — unknown extensions and GetInfo members are ignored or kept as raw CBOR;
+//! authenticatorConfig vendorPrototype parameters are kept as raw CBOR.
+
 pub mod attestation;
 pub mod auth_data;
 pub mod cbor;

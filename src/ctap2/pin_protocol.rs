@@ -239,10 +239,15 @@ impl SharedSecret {
     }
 
     fn aes_key(&self) -> [u8; 32] {
+        // v1: the whole 32-byte secret; v2: the last 32 of 64 bytes. `kdf` is the only
+        // constructor, so the slice is always 32 bytes long.
         let secret = self.secret.expose_secret();
         let mut key = [0u8; 32];
-        let start = secret.len().saturating_sub(32);
-        key.copy_from_slice(&secret[start..start + 32.min(secret.len())]);
+        if let Some(tail) = secret.get(secret.len().saturating_sub(32)..)
+            && tail.len() == 32
+        {
+            key.copy_from_slice(tail);
+        }
         key
     }
 
@@ -310,6 +315,44 @@ impl SharedSecret {
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
         self.protocol.verify(self.hmac_key(), message, signature)
     }
+}
+
+/// Authenticator side of the hmac-secret GetAssertion input (CTAP 2.1 §12.5): the shared
+/// secret from `keyAgreement`, saltAuth verified, saltEnc decrypted to one or two 32-byte salts.
+/// Errors: unsupported pinUvAuthProtocol or a bad key → 0x02 CTAP1_ERR_INVALID_PARAMETER;
+/// saltAuth mismatch → 0x33 CTAP2_ERR_PIN_AUTH_INVALID; salts not 32 or 64 bytes →
+/// 0x03 CTAP1_ERR_INVALID_LENGTH.
+pub fn open_hmac_secret_input(
+    input: &HmacSecretInput,
+    authenticator_key: &KeyAgreementKey,
+) -> Result<(SharedSecret, Secret<Vec<u8>>), StatusCode> {
+    let protocol = PinProtocol::from_version(input.pin_uv_auth_protocol.map_or(1, u64::from))
+        .ok_or(StatusCode::CTAP1_ERR_INVALID_PARAMETER)?;
+    let shared = authenticator_key
+        .decapsulate(protocol, &input.key_agreement)
+        .map_err(|_| StatusCode::CTAP1_ERR_INVALID_PARAMETER)?;
+    if !shared.verify(&input.salt_enc, &input.salt_auth) {
+        return Err(StatusCode::CTAP2_ERR_PIN_AUTH_INVALID);
+    }
+    let salts = shared
+        .decrypt(&input.salt_enc)
+        .map_err(|_| StatusCode::CTAP1_ERR_INVALID_LENGTH)?;
+    match salts.expose_secret().len() {
+        32 | 64 => Ok((shared, salts)),
+        _ => Err(StatusCode::CTAP1_ERR_INVALID_LENGTH),
+    }
+}
+
+/// The hmac-secret outputs for the decrypted salts: HMAC-SHA-256(CredRandom, salt) for each
+/// 32-byte salt, concatenated (encrypt the result with the shared secret for the response).
+pub fn hmac_secret_outputs(cred_random: &[u8], salts: &[u8]) -> Secret<Vec<u8>> {
+    let mut outputs = Secret::new(Vec::with_capacity(salts.len()));
+    for salt in salts.chunks(32) {
+        outputs
+            .expose_secret_mut()
+            .extend_from_slice(&hmac_sha256(cred_random, salt));
+    }
+    outputs
 }
 
 /// LEFT(SHA-256(pin), 16): the PIN hash that getPinToken and changePIN send encrypted.
@@ -579,6 +622,49 @@ mod tests {
             assert_eq!(
                 hash.expose_secret().as_slice(),
                 pin_hash(b"1234").expose_secret()
+            );
+        }
+    }
+
+    #[test]
+    fn hmac_secret_both_sides() {
+        let mut rng = counter_rng();
+        for protocol in [PinProtocol::One, PinProtocol::Two] {
+            let authenticator = KeyAgreementKey::generate(&mut rng).unwrap();
+            let session =
+                PlatformSession::new(protocol, &authenticator.public_key(), &mut rng).unwrap();
+            let input = session
+                .hmac_secret_input(&[1; 32], Some(&[2; 32]), &mut rng)
+                .unwrap();
+            let (shared, salts) = open_hmac_secret_input(&input, &authenticator).unwrap();
+            assert_eq!(
+                salts.expose_secret().as_slice(),
+                [[1u8; 32], [2; 32]].concat()
+            );
+            let outputs = hmac_secret_outputs(&[9; 32], salts.expose_secret());
+            let encrypted = shared.encrypt(outputs.expose_secret(), &mut rng).unwrap();
+            let back = session.hmac_secret_output(&encrypted).unwrap();
+            assert_eq!(back.expose_secret()[..32], hmac_sha256(&[9; 32], &[1; 32]));
+            assert_eq!(back.expose_secret().len(), 64);
+
+            let mut bad = input.clone();
+            bad.salt_auth[0] ^= 1;
+            assert_eq!(
+                open_hmac_secret_input(&bad, &authenticator).unwrap_err(),
+                StatusCode::CTAP2_ERR_PIN_AUTH_INVALID
+            );
+            let mut bad = input.clone();
+            bad.pin_uv_auth_protocol = Some(3);
+            assert_eq!(
+                open_hmac_secret_input(&bad, &authenticator).unwrap_err(),
+                StatusCode::CTAP1_ERR_INVALID_PARAMETER
+            );
+            let mut short = input.clone();
+            short.salt_enc = session.shared.encrypt(&[0; 48], &mut rng).unwrap();
+            short.salt_auth = session.shared.authenticate(&short.salt_enc);
+            assert_eq!(
+                open_hmac_secret_input(&short, &authenticator).unwrap_err(),
+                StatusCode::CTAP1_ERR_INVALID_LENGTH
             );
         }
     }

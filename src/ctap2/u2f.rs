@@ -11,7 +11,14 @@
 //! | REGISTER (INS 0x01) | challenge (32) ‖ application (32) | 0x05 ‖ public key (65) ‖ L ‖ key handle ‖ certificate ‖ signature |
 //! | AUTHENTICATE (INS 0x02, P1 0x03 / 0x07 / 0x08) | challenge (32) ‖ application (32) ‖ L ‖ key handle | user presence ‖ counter (4) ‖ signature |
 
+use sha2::{Digest, Sha256};
+
+use super::attestation::AttestationStatement;
+use super::auth_data::{AttestedCredentialData, AuthenticatorData, AuthenticatorDataFlags};
+use super::commands::{get_assertion, make_credential};
+use super::cose::{self, CoseKey};
 use super::error::Ctap2Error;
+use super::types::PublicKeyCredentialDescriptor;
 
 /// An ISO 7816 status word (SW1 SW2). Open newtype.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -473,6 +480,116 @@ pub fn response_data(response: &[u8]) -> Result<&[u8], Ctap2Error> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// CTAP 2.1 §11.2 "Interoperating with CTAP1/U2F authenticators": a platform that speaks CTAP2 to
+// its callers maps MakeCredential / GetAssertion onto U2F_REGISTER / U2F_AUTHENTICATE.
+
+impl RegisterRequest {
+    /// §11.2.1 step 3: challenge = clientDataHash, application = SHA-256(rp.id). A clientDataHash
+    /// that is not 32 bytes cannot be carried (U2F parameters are fixed size).
+    pub fn from_make_credential(request: &make_credential::Request) -> Result<Self, Ctap2Error> {
+        Ok(Self {
+            challenge: request
+                .client_data_hash
+                .as_slice()
+                .try_into()
+                .map_err(|_| Ctap2Error::U2fMalformed("clientDataHash is not 32 bytes"))?,
+            application: Sha256::digest(request.rp.id.as_bytes()).into(),
+        })
+    }
+}
+
+impl AuthenticateRequest {
+    /// §11.2.2: challenge = clientDataHash, application = SHA-256(rpId), one allowList key handle.
+    pub fn from_get_assertion(
+        request: &get_assertion::Request,
+        key_handle: &[u8],
+        control: AuthenticateControl,
+    ) -> Result<Self, Ctap2Error> {
+        Ok(Self {
+            control,
+            challenge: request
+                .client_data_hash
+                .as_slice()
+                .try_into()
+                .map_err(|_| Ctap2Error::U2fMalformed("clientDataHash is not 32 bytes"))?,
+            application: Sha256::digest(request.rp_id.as_bytes()).into(),
+            key_handle: key_handle.to_vec(),
+        })
+    }
+}
+
+impl RegisterResponse {
+    /// The user public key as an ES256 COSE key.
+    pub fn credential_public_key(&self) -> CoseKey {
+        let mut x = [0u8; 32];
+        let mut y = [0u8; 32];
+        x.copy_from_slice(&self.public_key[1..33]);
+        y.copy_from_slice(&self.public_key[33..65]);
+        CoseKey::P256 {
+            alg: cose::ES256,
+            x,
+            y,
+        }
+    }
+
+    /// §11.2.1 step 4-5: the authenticatorMakeCredential response for this registration:
+    /// authData = application ‖ flags 0x41 (UP|AT) ‖ signCount 0 ‖ AAGUID 0 ‖ key handle ‖ COSE key,
+    /// attestation "fido-u2f" with the registration signature and certificate. The U2F signature
+    /// covers exactly what WebAuthn's fido-u2f verification procedure rebuilds from this.
+    pub fn to_make_credential_response(
+        &self,
+        request: &RegisterRequest,
+    ) -> make_credential::Response {
+        let auth_data = AuthenticatorData {
+            rp_id_hash: request.application,
+            flags: AuthenticatorDataFlags(AuthenticatorDataFlags::UP | AuthenticatorDataFlags::AT),
+            sign_count: 0,
+            attested_credential_data: Some(AttestedCredentialData {
+                aaguid: [0; 16],
+                credential_id: self.key_handle.clone(),
+                credential_public_key: self.credential_public_key(),
+            }),
+            extensions: None,
+        };
+        make_credential::Response {
+            auth_data: auth_data.to_bytes(),
+            att_stmt: AttestationStatement::FidoU2f {
+                sig: self.signature.clone(),
+                x5c: vec![self.attestation_certificate.clone()],
+            },
+            ep_att: None,
+            large_blob_key: None,
+        }
+    }
+}
+
+impl AuthenticateResponse {
+    /// §11.2.2 step 4: the authenticatorGetAssertion response: authData = application ‖ flags
+    /// (bit 0 of the user presence byte) ‖ counter, so that authData ‖ clientDataHash is exactly
+    /// the U2F signed data and the U2F signature verifies as a CTAP2 assertion signature.
+    pub fn to_get_assertion_response(
+        &self,
+        request: &AuthenticateRequest,
+    ) -> get_assertion::Response {
+        let auth_data = AuthenticatorData {
+            rp_id_hash: request.application,
+            flags: AuthenticatorDataFlags(self.user_presence & AuthenticatorDataFlags::UP),
+            sign_count: self.counter,
+            attested_credential_data: None,
+            extensions: None,
+        };
+        get_assertion::Response {
+            credential: Some(PublicKeyCredentialDescriptor::public_key(
+                request.key_handle.clone(),
+            )),
+            auth_data: auth_data.to_bytes(),
+            signature: self.signature.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,5 +713,94 @@ mod tests {
         assert_eq!(AuthenticateResponse::decode(&data).unwrap(), authenticate);
         let signed = authenticate.signed_data(&[0xAA; 32], &[0xBB; 32]);
         assert_eq!(signed.len(), 32 + 1 + 4 + 32);
+    }
+
+    #[test]
+    fn ctap2_mapping_signatures_verify() {
+        use p256::ecdsa::signature::{Signer, Verifier};
+        use p256::ecdsa::{DerSignature, SigningKey, VerifyingKey};
+
+        let mc = make_credential::Request {
+            client_data_hash: vec![0x42; 32],
+            rp: crate::ctap2::PublicKeyCredentialRpEntity::new("example.com"),
+            ..Default::default()
+        };
+        let register = RegisterRequest::from_make_credential(&mc).unwrap();
+        assert_eq!(register.challenge, [0x42; 32]);
+        assert_eq!(
+            hex::encode(register.application),
+            "a379a6f6eeafb9a55e378c118034e2751e682fab9f2d30ab13d2125586ce1947"
+        );
+        let credential = SigningKey::from_slice(&[0x31; 32]).unwrap();
+        let attestation = SigningKey::from_slice(&[0x32; 32]).unwrap();
+        let point = VerifyingKey::from(&credential).to_sec1_point(false);
+        let mut registration = RegisterResponse {
+            public_key: point.as_bytes().try_into().unwrap(),
+            key_handle: vec![0x4B; 48],
+            attestation_certificate: vec![0x30, 0x00],
+            signature: Vec::new(),
+        };
+        let signature: DerSignature = attestation.sign(&registration.signed_data(&register));
+        registration.signature = signature.as_bytes().to_vec();
+        let response = registration.to_make_credential_response(&register);
+        let auth_data = response.auth_data().unwrap();
+        assert_eq!(auth_data.flags.0, 0x41);
+        assert_eq!(auth_data.sign_count, 0);
+        let attested = auth_data.attested_credential_data.unwrap();
+        assert_eq!(attested.aaguid, [0; 16]);
+        assert_eq!(attested.credential_id, vec![0x4B; 48]);
+        assert_eq!(
+            attested.credential_public_key.to_p256().unwrap(),
+            credential.verifying_key().into()
+        );
+        // WebAuthn §8.6 fido-u2f verification rebuilds the U2F signed data from authData.
+        let rebuilt = [
+            &[0x00][..],
+            &auth_data.rp_id_hash,
+            &mc.client_data_hash,
+            &attested.credential_id,
+            point.as_bytes(),
+        ]
+        .concat();
+        let AttestationStatement::FidoU2f { sig, x5c } = &response.att_stmt else {
+            panic!()
+        };
+        assert_eq!(x5c.len(), 1);
+        let sig = DerSignature::try_from(sig.as_slice()).unwrap();
+        VerifyingKey::from(&attestation)
+            .verify(&rebuilt, &sig)
+            .unwrap();
+
+        let ga = get_assertion::Request {
+            rp_id: "example.com".into(),
+            client_data_hash: vec![0x43; 32],
+            ..Default::default()
+        };
+        let authenticate = AuthenticateRequest::from_get_assertion(
+            &ga,
+            &[0x4B; 48],
+            AuthenticateControl::ENFORCE_USER_PRESENCE_AND_SIGN,
+        )
+        .unwrap();
+        let mut assertion = AuthenticateResponse {
+            user_presence: 0x01,
+            counter: 9,
+            signature: Vec::new(),
+        };
+        let signature: DerSignature = credential
+            .sign(&assertion.signed_data(&authenticate.application, &authenticate.challenge));
+        assertion.signature = signature.as_bytes().to_vec();
+        let response = assertion.to_get_assertion_response(&authenticate);
+        assert_eq!(response.credential.as_ref().unwrap().id, vec![0x4B; 48]);
+        // A CTAP2 assertion signature is over authData || clientDataHash: the U2F one verifies.
+        let signed = [response.auth_data.as_slice(), &ga.client_data_hash].concat();
+        let sig = DerSignature::try_from(response.signature.as_slice()).unwrap();
+        VerifyingKey::from(&credential)
+            .verify(&signed, &sig)
+            .unwrap();
+        assert_eq!(response.auth_data().unwrap().sign_count, 9);
+        assert!(
+            RegisterRequest::from_make_credential(&make_credential::Request::default()).is_err()
+        );
     }
 }

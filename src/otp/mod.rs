@@ -30,4 +30,4 @@ pub use ocra::{
     transaction_question,
 };
 pub use otpauth::{OtpauthMethod, OtpauthUri};
-pub use token::{FillRandom, Serial, TokenKind, TokenParams};
+pub use token::{FillRandom, Serial, TokenKind, TokenParams, generate_challenge};

@@ -14,9 +14,11 @@
 //!   reference code does with its hex string), longer is refused.
 //! - `T`: the number of time steps since the epoch (`unix_time / step`).
 //!
-//! Truncation `t = 0` in `HOTP-SHAx-t` means "no truncation" (§5.1): the response is the full
-//! HMAC in lowercase hex. `t` in 4..=10 gives a decimal response of `t` digits (RFC 4226
-//! dynamic truncation).
+//! Truncation `t = 0` in `HOTP-SHAx-t` means "no truncation is performed and the full HMAC value
+//! is used" (§5.2 step 3): the response is the full HMAC in lowercase hex, as errata 5625 proposes
+//! for the reference code (whose `% 10^0` would always answer "0"). `t` in 4..=10 gives a decimal
+//! response of `t` digits (RFC 4226 dynamic truncation). Hours in `TG` are 1..=48 (errata 3729;
+//! `T0H` would be a zero step).
 //!
 //! # Transaction data (signature mode)
 //!

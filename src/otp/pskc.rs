@@ -14,7 +14,7 @@
 //! PBKDF2 password-based (§6.2; PRF HMAC-SHA1 by default, SHA-256/512 accepted). MAC algorithms
 //! HMAC-SHA1/224/256/384/512. Key wrap (`kw-aes*`), GCM and 3DES are refused with a clear error.
 //!
-//! [`write`] produces PSKC 1.0 that python-pskc reads: plain, or AES-CBC under a pre-shared
+//! [`write()`] produces PSKC 1.0 that python-pskc reads: plain, or AES-CBC under a pre-shared
 //! key or a PBKDF2 password key, with an encrypted HMAC-SHA256 `MACKey` and a `ValueMAC` on each
 //! encrypted value. Encrypted integers (counter, time, interval) are 8-byte big-endian; the
 //! time drift (a signed value without an agreed encrypted encoding) is written in plain.
@@ -939,7 +939,12 @@ pub fn import_policy(file: &PskcFile, options: &ImportOptions) -> Result<Vec<Psk
                 let suite: OcraSuite = text
                     .parse()
                     .map_err(|e: OtpError| refuse(package, e.to_string()))?;
-                TokenKind::ChallengeResponse { suite }
+                // KeyUsage "Integrity" marks a signature key (keygate writes it; RFC 6030 §5).
+                if key.policy.key_usage.iter().any(|u| u == "Integrity") {
+                    TokenKind::Signature { suite }
+                } else {
+                    TokenKind::ChallengeResponse { suite }
+                }
             }
             _ => {
                 return Err(refuse(
@@ -1284,7 +1289,7 @@ pub fn write(
         w.out.push_str("      </pskc:Data>\n");
         opt_elem(w.out, "      ", "UserId", token.user_id.as_deref());
         let pin_id = format!("{id}-pin");
-        if token.valid_from.is_some() || token.valid_to.is_some() || token.pin.is_some() {
+        {
             w.out.push_str("      <pskc:Policy>\n");
             opt_elem(w.out, "        ", "StartDate", token.valid_from.as_deref());
             opt_elem(w.out, "        ", "ExpiryDate", token.valid_to.as_deref());
@@ -1295,6 +1300,14 @@ pub fn write(
                     len = pin.expose_secret().len()
                 ));
             }
+            // KeyUsage (RFC 6030 §5): OTP, CR, or Integrity for transaction signatures.
+            let usage = match p.kind {
+                TokenKind::ResponseOnlyHotp | TokenKind::ResponseOnlyTotp => "OTP",
+                TokenKind::ChallengeResponse { .. } => "CR",
+                TokenKind::Signature { .. } => "Integrity",
+            };
+            w.out
+                .push_str(&format!("        <pskc:KeyUsage>{usage}</pskc:KeyUsage>\n"));
             w.out.push_str("      </pskc:Policy>\n");
         }
         w.out.push_str("    </pskc:Key>\n  </pskc:KeyPackage>\n");

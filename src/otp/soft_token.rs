@@ -473,6 +473,12 @@ impl SoftToken {
         Ok(())
     }
 
+    /// The enrolment QR code (an `otpauth://` URI, to scan into an authenticator app).
+    pub fn enrolment_qr(&mut self, pin: &str) -> Result<super::qr::Qr, OtpError> {
+        let uri = self.enrolment_uri(pin)?;
+        super::qr::Qr::new(&uri.to_uri())
+    }
+
     /// The enrolment URI of a response-only token (contains the seed: needs the PIN).
     pub fn enrolment_uri(&mut self, pin: &str) -> Result<OtpauthUri, OtpError> {
         let p = self.state.params.clone();
@@ -600,6 +606,13 @@ mod tests {
         assert_eq!(token.code("12345", 59).unwrap(), "94287082");
         let uri = token.enrolment_uri("12345").unwrap().to_uri();
         assert!(
+            token
+                .enrolment_qr("12345")
+                .unwrap()
+                .to_svg()
+                .contains("<svg")
+        );
+        assert!(
             uri.starts_with("otpauth://totp/2?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"),
             "{uri}"
         );
@@ -631,6 +644,348 @@ mod tests {
             Err(OtpError::WrongPin { .. })
         ));
         token.verify_pin("99999").unwrap();
+    }
+}
+
+#[cfg(test)]
+mod scenario_tests {
+    //! Device side against verifier side: the soft token's answers pass `verify`, and changed
+    //! inputs do not.
+    use super::*;
+    use crate::otp::qr::{ChallengePayload, Qr};
+    use crate::otp::token::generate_challenge;
+    use crate::otp::verify::{self, Reject};
+
+    fn rng() -> impl FnMut(&mut [u8]) {
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        move |buf: &mut [u8]| {
+            for b in buf.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                *b = (state >> 24) as u8;
+            }
+        }
+    }
+
+    fn config() -> SoftTokenConfig {
+        SoftTokenConfig {
+            kdf: KdfParams::TEST,
+            ..SoftTokenConfig::default()
+        }
+    }
+
+    fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn challenge_response_through_a_qr_code() {
+        let mut fill = rng();
+        let seed = Secret::new(vec![7u8; 20]);
+        let params = TokenParams::new(
+            "1234567897".parse().unwrap(),
+            TokenKind::default_challenge_response(),
+        );
+        let suite = params.kind.suite().unwrap().clone();
+        let mut token =
+            SoftToken::create(params.clone(), &seed, "24680", config(), &mut fill).unwrap();
+        // Verifier: issue a challenge and show it as a QR code.
+        let challenge = generate_challenge(&suite, &mut fill);
+        let payload = ChallengePayload::Challenge {
+            serial: params.serial.clone(),
+            suite: suite.clone(),
+            challenge: challenge.clone(),
+            timestamp_steps: None,
+        };
+        let qr = Qr::new(&payload.to_uri()).unwrap();
+        assert!(qr.to_terminal().contains('█'));
+        // Token: scan, answer offline.
+        let scanned = ChallengePayload::parse(&payload.to_uri()).unwrap();
+        let response = token.answer_payload("24680", &scanned).unwrap();
+        assert_eq!(response, token.answer("24680", &challenge, 0).unwrap());
+        let input = OcraInput {
+            question: challenge.clone(),
+            ..OcraInput::default()
+        };
+        assert_eq!(
+            verify::check_ocra(&suite, seed.expose_secret(), &input, &response, 0),
+            Ok(())
+        );
+        let other = OcraInput {
+            question: "00000000".into(),
+            ..OcraInput::default()
+        };
+        assert_eq!(
+            verify::check_ocra(&suite, seed.expose_secret(), &other, &response, 0),
+            Err(Reject::NoMatch)
+        );
+        // A payload for another token is refused before the PIN is used.
+        let foreign = ChallengePayload::Challenge {
+            serial: "9".parse().unwrap(),
+            suite,
+            challenge,
+            timestamp_steps: None,
+        };
+        assert!(matches!(
+            token.answer_payload("24680", &foreign),
+            Err(OtpError::Token(_))
+        ));
+        assert_eq!(token.state().failed_pins, 0);
+    }
+
+    #[test]
+    fn transaction_signature_bound_to_exact_fields() {
+        let mut fill = rng();
+        let seed = Secret::new(vec![9u8; 32]);
+        let suite: OcraSuite = "OCRA-1:HOTP-SHA256-8:QH64-T1M".parse().unwrap();
+        let params = TokenParams::new(
+            "2".parse().unwrap(),
+            TokenKind::Signature {
+                suite: suite.clone(),
+            },
+        );
+        let mut token = SoftToken::create(params, &seed, "13579", config(), &mut fill).unwrap();
+        let tx = fields(&[
+            ("amount", "1250.00"),
+            ("currency", "EUR"),
+            ("iban", "DE89370400440532013000"),
+        ]);
+        let now = 1_700_000_000;
+        let response = token.sign("13579", &tx, now).unwrap();
+        let input = OcraInput {
+            timestamp_steps: suite.timestamp_steps(now),
+            ..OcraInput::default()
+        };
+        assert_eq!(
+            verify::check_signature(&suite, seed.expose_secret(), &tx, &input, &response, 1),
+            Ok(())
+        );
+        // One minute later, still within one step.
+        let later = OcraInput {
+            timestamp_steps: suite.timestamp_steps(now + 60),
+            ..OcraInput::default()
+        };
+        assert_eq!(
+            verify::check_signature(&suite, seed.expose_secret(), &tx, &later, &response, 1),
+            Ok(())
+        );
+        for changed in [
+            fields(&[
+                ("amount", "1250.01"),
+                ("currency", "EUR"),
+                ("iban", "DE89370400440532013000"),
+            ]),
+            fields(&[
+                ("currency", "EUR"),
+                ("amount", "1250.00"),
+                ("iban", "DE89370400440532013000"),
+            ]),
+            fields(&[("amount", "1250.00"), ("currency", "EUR")]),
+            fields(&[
+                ("amount", "1250.00"),
+                ("currency", "EUR"),
+                ("iban", "DE89370400440532013000"),
+                ("x", ""),
+            ]),
+        ] {
+            assert_eq!(
+                verify::check_signature(
+                    &suite,
+                    seed.expose_secret(),
+                    &changed,
+                    &input,
+                    &response,
+                    1
+                ),
+                Err(Reject::NoMatch)
+            );
+        }
+        // Signing through a QR payload gives the same response.
+        let payload = ChallengePayload::Sign {
+            serial: "2".parse().unwrap(),
+            suite: suite.clone(),
+            fields: tx.clone(),
+            timestamp_steps: suite.timestamp_steps(now),
+        };
+        assert_eq!(
+            token
+                .answer_payload(
+                    "13579",
+                    &ChallengePayload::parse(&payload.to_uri()).unwrap()
+                )
+                .unwrap(),
+            response
+        );
+        let nine: Vec<(String, String)> =
+            (0..9).map(|i| (format!("f{i}"), "v".to_owned())).collect();
+        assert_eq!(
+            verify::check_signature(&suite, seed.expose_secret(), &nine, &input, &response, 1),
+            Err(Reject::BadTransaction)
+        );
+    }
+
+    #[test]
+    fn ocra_with_counter_and_pin() {
+        let mut fill = rng();
+        let seed = Secret::new(vec![3u8; 20]);
+        let suite: OcraSuite = "OCRA-1:HOTP-SHA1-6:C-QN08-PSHA1".parse().unwrap();
+        let params = TokenParams::new(
+            "3".parse().unwrap(),
+            TokenKind::ChallengeResponse {
+                suite: suite.clone(),
+            },
+        );
+        let mut token = SoftToken::create(params, &seed, "11223", config(), &mut fill).unwrap();
+        let first = token.answer("11223", "12345678", 0).unwrap();
+        let second = token.answer("11223", "12345678", 0).unwrap();
+        assert_ne!(first, second, "the counter moves");
+        // The verifier stores only the PIN hash.
+        let pin_hash = Secret::new(crate::otp::HashAlg::Sha1.digest(b"11223"));
+        let input = |c| OcraInput {
+            counter: Some(c),
+            question: "12345678".into(),
+            pin: Some(OcraPin::Hash(pin_hash.clone())),
+            ..OcraInput::default()
+        };
+        assert_eq!(
+            verify::check_ocra(&suite, seed.expose_secret(), &input(0), &first, 0),
+            Ok(())
+        );
+        assert_eq!(
+            verify::check_ocra(&suite, seed.expose_secret(), &input(1), &second, 0),
+            Ok(())
+        );
+        assert_eq!(
+            verify::check_ocra(&suite, seed.expose_secret(), &input(1), &first, 0),
+            Err(Reject::NoMatch)
+        );
+        assert_eq!(
+            verify::check_ocra(&suite, seed.expose_secret(), &input(0), "12345", 0),
+            Err(Reject::WrongLength)
+        );
+        assert_eq!(
+            verify::check_ocra(&suite, seed.expose_secret(), &input(0), "12a456", 0),
+            Err(Reject::BadFormat)
+        );
+    }
+
+    #[test]
+    fn hotp_and_totp_tokens_against_the_verifier() {
+        let mut fill = rng();
+        let seed = Secret::new(vec![5u8; 20]);
+        let params = TokenParams::new("4".parse().unwrap(), TokenKind::ResponseOnlyHotp);
+        let mut token = SoftToken::create(params, &seed, "55555", config(), &mut fill).unwrap();
+        let codes: Vec<String> = (0..12).map(|_| token.code("55555", 0).unwrap()).collect();
+        // Counter 0 at the verifier: code #9 accepted, #10 not (window 10).
+        assert_eq!(
+            verify::check_hotp(
+                seed.expose_secret(),
+                8,
+                crate::otp::HashAlg::Sha1,
+                0,
+                &codes[9],
+                10
+            )
+            .map(|m| m.next),
+            Ok(10)
+        );
+        assert_eq!(
+            verify::check_hotp(
+                seed.expose_secret(),
+                8,
+                crate::otp::HashAlg::Sha1,
+                0,
+                &codes[10],
+                10
+            ),
+            Err(Reject::NoMatch)
+        );
+        // Resync with two consecutive codes.
+        assert_eq!(
+            verify::resync_hotp(
+                seed.expose_secret(),
+                8,
+                crate::otp::HashAlg::Sha1,
+                0,
+                &codes[10],
+                &codes[11],
+                1000
+            )
+            .map(|m| m.next),
+            Ok(12)
+        );
+        let params = TokenParams::new("5".parse().unwrap(), TokenKind::ResponseOnlyTotp);
+        let mut token = SoftToken::create(params, &seed, "55555", config(), &mut fill).unwrap();
+        let now = 1_800_000_000u64;
+        let t = now / 30;
+        // The token's clock runs 5 steps ahead: a normal check fails, a resync finds the drift.
+        let a = token.code("55555", now + 5 * 30).unwrap();
+        let b = token.code("55555", now + 6 * 30).unwrap();
+        let alg = crate::otp::HashAlg::Sha1;
+        assert_eq!(
+            verify::check_totp(seed.expose_secret(), 8, alg, 30, 0, None, 0, &a, now, 1),
+            Err(Reject::NoMatch)
+        );
+        let m = verify::resync_totp(seed.expose_secret(), 8, alg, 30, 0, None, &a, &b, now, 1000)
+            .unwrap();
+        assert_eq!(
+            m,
+            verify::TotpMatch {
+                step: t + 6,
+                drift_steps: 6
+            }
+        );
+        // With the drift stored, the next code is accepted, then replays (same and older) are not.
+        let c = token.code("55555", now + 7 * 30 + 30).unwrap();
+        let older = token.code("55555", now + 7 * 30).unwrap();
+        let accepted = verify::check_totp(
+            seed.expose_secret(),
+            8,
+            alg,
+            30,
+            0,
+            Some(m.step),
+            m.drift_steps,
+            &c,
+            now + 30,
+            1,
+        )
+        .unwrap();
+        assert_eq!(accepted.step, t + 8);
+        assert_eq!(
+            verify::check_totp(
+                seed.expose_secret(),
+                8,
+                alg,
+                30,
+                0,
+                Some(accepted.step),
+                accepted.drift_steps,
+                &c,
+                now + 30,
+                1
+            ),
+            Err(Reject::Replay)
+        );
+        assert_eq!(
+            verify::check_totp(
+                seed.expose_secret(),
+                8,
+                alg,
+                30,
+                0,
+                Some(accepted.step),
+                accepted.drift_steps,
+                &older,
+                now + 30,
+                1
+            ),
+            Err(Reject::Replay)
+        );
     }
 }
 

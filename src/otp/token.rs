@@ -36,7 +36,10 @@ pub(crate) fn random_digits(count: usize, fill: FillRandom<'_>) -> String {
 
 /// Uniform random characters from `alphabet` (at most 256 symbols) by rejection sampling.
 pub(crate) fn random_chars(count: usize, alphabet: &[u8], fill: FillRandom<'_>) -> String {
-    let n = alphabet.len().clamp(1, 256);
+    if alphabet.is_empty() {
+        return String::new();
+    }
+    let n = alphabet.len().min(256);
     let limit = 256 - 256 % n; // accept bytes below the largest multiple of n
     let mut out = String::with_capacity(count);
     let mut buf = [0u8; 32];
@@ -312,6 +315,29 @@ pub fn generate_challenge(suite: &OcraSuite, fill: FillRandom<'_>) -> String {
     }
 }
 
+/// Generates a numeric challenge of `len` digits whose last digit is the Luhn check digit of the
+/// others (PSKC `ChallengeFormat CheckDigits="true"`, RFC 6030 §4.3.4): a token can refuse a
+/// mistyped challenge before answering it. `len` must be at least 2.
+pub fn generate_checked_challenge(len: usize, fill: FillRandom<'_>) -> Result<String, OtpError> {
+    if len < 2 {
+        return Err(OtpError::Token(
+            "a checked challenge needs at least 2 digits".into(),
+        ));
+    }
+    let mut body = random_digits(len - 1, fill);
+    let check =
+        luhn_check_digit(&body).ok_or_else(|| OtpError::Token("challenge digits".into()))?;
+    body.push(char::from(b'0' + check));
+    Ok(body)
+}
+
+/// Whether a numeric challenge ends with the Luhn check digit of its other digits.
+pub fn challenge_check_digit_valid(challenge: &str) -> bool {
+    challenge
+        .parse::<Serial>()
+        .is_ok_and(|s| s.has_valid_check_digit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +406,13 @@ mod tests {
         let json = serde_json::to_string(&params).unwrap();
         assert!(json.contains("OCRA-1:HOTP-SHA256-8:QH64"), "{json}");
         assert_eq!(serde_json::from_str::<TokenParams>(&json).unwrap(), params);
+        let checked = generate_checked_challenge(8, &mut rng).unwrap();
+        assert!(challenge_check_digit_valid(&checked));
+        let mut typo = checked.into_bytes();
+        typo[3] = if typo[3] == b'9' { b'0' } else { typo[3] + 1 };
+        assert!(!challenge_check_digit_valid(
+            &String::from_utf8(typo).unwrap()
+        ));
         let bad = TokenParams {
             kind: TokenKind::Signature {
                 suite: suite.clone(),

@@ -167,7 +167,8 @@ fn first_match(
 }
 
 /// HOTP check (RFC 4226 §7.4) with look-ahead: counters `counter_next .. counter_next + window - 1`.
-/// On success store `next` (compare-and-set on the old `counter_next`).
+/// On success store `next` (compare-and-set on the old `counter_next`). A code below
+/// `counter_next` is [`Reject::NoMatch`]; [`hotp_recently_used`] tells whether it was a replay.
 pub fn check_hotp(
     secret: &[u8],
     digits: u32,
@@ -178,11 +179,8 @@ pub fn check_hotp(
 ) -> Result<HotpMatch, Reject> {
     check_format(code, digits)?;
     let end = counter_next.saturating_add(window);
-    let found = first_match(
-        counter_next..end,
-        |c| hotp(secret, c, digits, alg).map_err(map_params),
-        code,
-    )?;
+    let code_at = |c| hotp(secret, c, digits, alg).map_err(map_params);
+    let found = first_match(counter_next..end, code_at, code)?;
     match found {
         Some(matched) => Ok(HotpMatch {
             matched,
@@ -190,6 +188,26 @@ pub fn check_hotp(
         }),
         None => Err(Reject::NoMatch),
     }
+}
+
+/// Whether `code` is the code of one of the `window` counters just below `counter_next` (already
+/// used or skipped): lets an auditor label a rejected HOTP code as a replay. Constant-time like
+/// [`check_hotp`]. [`check_hotp`] itself answers [`Reject::NoMatch`] for such codes.
+pub fn hotp_recently_used(
+    secret: &[u8],
+    digits: u32,
+    alg: HashAlg,
+    counter_next: u64,
+    code: &str,
+    window: u64,
+) -> bool {
+    check_format(code, digits).is_ok()
+        && first_match(
+            counter_next.saturating_sub(window)..counter_next,
+            |c| hotp(secret, c, digits, alg).map_err(map_params),
+            code,
+        )
+        .is_ok_and(|found| found.is_some())
 }
 
 /// HOTP resynchronisation (RFC 4226 §7.4 / E.4): `code1`, `code2` must be the codes of two
@@ -385,7 +403,7 @@ pub fn check_ocra(
 }
 
 /// Transaction-signature check: the response must be the OCRA value over exactly these fields
-/// (in this order; see [`crate::otp::ocra`] for the encoding), with the suite's other inputs from
+/// (in this order; see [`mod@crate::otp::ocra`] for the encoding), with the suite's other inputs from
 /// `input` (its `question` is replaced by the transaction question). The suite must be `QH64`-like
 /// (hex question of at least 64 digits).
 pub fn check_signature(
@@ -463,10 +481,16 @@ mod tests {
             check_hotp(SEED, 6, HashAlg::Sha1, 0, &c10, 10),
             Err(Reject::NoMatch)
         );
-        // An old code (below the counter) never matches.
+        // An old code (below the counter) is never accepted.
         let c0 = hotp(SEED, 0, 6, HashAlg::Sha1).unwrap();
         assert_eq!(
             check_hotp(SEED, 6, HashAlg::Sha1, 1, &c0, 10),
+            Err(Reject::NoMatch)
+        );
+        assert!(hotp_recently_used(SEED, 6, HashAlg::Sha1, 1, &c0, 10));
+        assert!(!hotp_recently_used(SEED, 6, HashAlg::Sha1, 11, &c0, 10));
+        assert_eq!(
+            check_hotp(SEED, 6, HashAlg::Sha1, 11, &c0, 10),
             Err(Reject::NoMatch)
         );
     }

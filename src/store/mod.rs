@@ -27,4 +27,4 @@ pub use model::{
     AuditEntry, ChallengeRecord, CheckChange, CheckCommit, CheckOutcome, NewToken, RevokeSummary,
     TokenParams, TokenRecord, TokenState, TokenStore, UserRecord,
 };
-pub use sqlite::{DB_FILE_NAME, RevokeHook, SqliteStore, StoreOptions};
+pub use sqlite::{CommitStats, DB_FILE_NAME, RevokeHook, SqliteStore, StoreOptions};

@@ -2,8 +2,9 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,7 +17,7 @@ use super::model::{
     TokenRecord, TokenStore, UserRecord,
 };
 use super::sql;
-use super::writer::{self, Job};
+use super::writer::{self, Job, WriterStats};
 use crate::secret::Secret;
 
 /// Database file name inside a state directory.
@@ -53,6 +54,16 @@ pub struct SqliteStore {
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Mutex<Vec<Connection>>,
     revoke_hooks: Mutex<Vec<RevokeHook>>,
+    stats: Arc<WriterStats>,
+}
+
+/// Group-commit counters since the store was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Transactions committed by the writer (one fsync each).
+    pub commits: u64,
+    /// Write closures those transactions carried.
+    pub writes: u64,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -114,9 +125,11 @@ impl SqliteStore {
         sql::configure(&conn, options.busy_timeout_ms, true)?;
         sql::migrate(&mut conn, unix_now())?;
         let (sender, receiver) = mpsc::channel::<Job>();
+        let stats = Arc::new(WriterStats::default());
+        let writer_stats = stats.clone();
         let handle = std::thread::Builder::new()
             .name("keygate-store-writer".into())
-            .spawn(move || writer::run(conn, receiver))
+            .spawn(move || writer::run(conn, receiver, writer_stats))
             .map_err(|e| StoreError::io(&path, e))?;
         let store = Self {
             path,
@@ -126,6 +139,7 @@ impl SqliteStore {
             writer: Mutex::new(Some(handle)),
             readers: Mutex::new(Vec::new()),
             revoke_hooks: Mutex::new(Vec::new()),
+            stats,
         };
         store.check_key()?;
         Ok(store)
@@ -134,6 +148,14 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Group-commit counters (writes per commit shows how well commits are shared).
+    pub fn commit_stats(&self) -> CommitStats {
+        CommitStats {
+            commits: self.stats.commits.load(Ordering::Relaxed),
+            writes: self.stats.writes.load(Ordering::Relaxed),
+        }
     }
 
     /// The applied schema version.

@@ -15,8 +15,12 @@
 
 use std::sync::Arc;
 
+use crate::otp::pskc::{self, ImportOptions, PskcDecryption};
+use crate::otp::token::{TokenKind as OtpTokenKind, TokenParams as OtpTokenParams};
 use crate::otp::verify::{self, Reject};
-use crate::otp::{HashAlg, OcraInput, OcraSuite, QuestionKind, transaction_question};
+use crate::otp::{
+    HashAlg, OcraInput, OcraSuite, OtpauthMethod, OtpauthUri, QuestionKind, transaction_question,
+};
 use crate::secret::Secret;
 use crate::store::{
     AuditEntry, ChallengeRecord, CheckChange, CheckCommit, CheckOutcome, NewToken, RevokeSummary,
@@ -190,6 +194,36 @@ fn info(record: &TokenRecord) -> Result<TokenInfo, TokenError> {
         created_at: record.created_at,
         revoked: record.revoked_at.is_some(),
     })
+}
+
+/// A creation request from the OTP layer's token model (PSKC import).
+fn request_from_params(
+    params: &OtpTokenParams,
+    seed: Secret<Vec<u8>>,
+    counter: u64,
+    owner: Option<String>,
+) -> NewTokenRequest {
+    let kind = match &params.kind {
+        OtpTokenKind::ResponseOnlyHotp => TokenKind::Hotp,
+        OtpTokenKind::ResponseOnlyTotp => TokenKind::Totp,
+        OtpTokenKind::ChallengeResponse { .. } => TokenKind::ChallengeResponse,
+        OtpTokenKind::Signature { .. } => TokenKind::Signature,
+    };
+    let ocra = params.kind.suite().is_some();
+    NewTokenRequest {
+        kind,
+        serial: Some(params.serial.as_str().to_string()),
+        seed: Some(seed),
+        algorithm: params.alg,
+        digits: (!ocra).then_some(params.digits),
+        period: (!ocra).then_some(params.step),
+        t0: params.t0,
+        suite: params.kind.suite().map(ToString::to_string),
+        counter,
+        issuer: params.issuer.clone(),
+        label: params.label.clone(),
+        owner: params.owner.clone().or(owner),
+    }
 }
 
 fn counts_as_failure(reason: RejectReason) -> bool {
@@ -369,6 +403,115 @@ impl TokenService {
             }
         }
         Err(TokenError::Contention("serial generation".into()))
+    }
+
+    /// Creates a HOTP or TOTP token from an `otpauth://` URI (seed, digits, algorithm, counter,
+    /// period, issuer; the account becomes the label). `serial` is random if `None`.
+    pub fn create_from_otpauth(
+        &self,
+        caller: &str,
+        uri: &str,
+        serial: Option<String>,
+        owner: Option<String>,
+    ) -> Result<CreatedToken, TokenError> {
+        let parsed = OtpauthUri::parse(uri)?;
+        let mut request = match parsed.method {
+            OtpauthMethod::Hotp { counter } => {
+                let mut r = NewTokenRequest::new(TokenKind::Hotp);
+                r.counter = counter;
+                r
+            }
+            OtpauthMethod::Totp { period } => {
+                let mut r = NewTokenRequest::new(TokenKind::Totp);
+                r.period = Some(period);
+                r
+            }
+        };
+        request.serial = serial;
+        request.seed = Some(parsed.secret.clone());
+        request.algorithm = parsed.algorithm;
+        request.digits = Some(parsed.digits);
+        request.issuer = parsed.issuer.clone();
+        request.label = Some(parsed.account.clone()).filter(|a| !a.is_empty());
+        request.owner = owner;
+        self.create_token(caller, request)
+    }
+
+    /// The `otpauth://` URI of a HOTP or TOTP token (for an authenticator app or a QR code);
+    /// `None` for OCRA tokens, which the format cannot describe.
+    pub fn otpauth_uri(info: &TokenInfo, seed: &Secret<Vec<u8>>) -> Option<String> {
+        let method = match info.kind {
+            TokenKind::Hotp => OtpauthMethod::Hotp {
+                counter: info.counter,
+            },
+            TokenKind::Totp => OtpauthMethod::Totp {
+                period: info.period,
+            },
+            TokenKind::ChallengeResponse | TokenKind::Signature => return None,
+        };
+        let uri = OtpauthUri {
+            method,
+            secret: seed.clone(),
+            issuer: info.issuer.clone(),
+            account: info.label.clone().unwrap_or_else(|| info.serial.clone()),
+            algorithm: HashAlg::from_name(&info.algorithm)?,
+            digits: info.digits,
+        };
+        Some(uri.to_uri())
+    }
+
+    /// Imports a PSKC file (RFC 6030) as one atomic batch: the file is parsed and decrypted,
+    /// the import policy applied (every refused package refuses the file, naming it), then all
+    /// tokens are stored in one transaction, or none. Tokens without a `UserId` get `owner`.
+    pub fn import_pskc(
+        &self,
+        caller: &str,
+        xml: &str,
+        decryption: &PskcDecryption,
+        options: &ImportOptions,
+        owner: Option<&str>,
+    ) -> Result<Vec<TokenInfo>, TokenError> {
+        let refused = |e: crate::otp::OtpError| {
+            let audit = self.audit(caller, owner, None, "import", "error", Some(&e.to_string()));
+            let _ = self.inner.store.append_audit(audit);
+            e
+        };
+        let file = pskc::parse(xml, decryption).map_err(refused)?;
+        let tokens = pskc::import_policy(&file, options).map_err(refused)?;
+        let policy_min = if options.allow_short_secrets {
+            1
+        } else {
+            self.inner.policy.min_seed_len
+        };
+        let requests = tokens
+            .into_iter()
+            .map(|token| {
+                request_from_params(
+                    &token.params,
+                    token.secret,
+                    token.counter,
+                    token.user_id.or_else(|| owner.map(str::to_string)),
+                )
+            })
+            .collect::<Vec<_>>();
+        let service = if policy_min == self.inner.policy.min_seed_len {
+            self.clone()
+        } else {
+            // The administrator's override of the minimum secret length applies to this batch.
+            Self::new(
+                self.inner.store.clone(),
+                TokenPolicy {
+                    min_seed_len: policy_min,
+                    ..self.inner.policy.clone()
+                },
+                self.inner.clock.clone(),
+            )
+        };
+        Ok(service
+            .create_tokens(caller, requests)?
+            .into_iter()
+            .map(|created| created.info)
+            .collect())
     }
 
     /// Validates a request and fills in defaults.

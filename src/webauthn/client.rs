@@ -244,6 +244,7 @@ impl<'a> Session<'a> {
         AuthenticatorSupport {
             extensions: self.info.extensions.clone().unwrap_or_default(),
             large_blobs: self.info.option("largeBlobs"),
+            uv_configured: self.uv_capable(),
         }
     }
 
@@ -268,6 +269,12 @@ impl<'a> Session<'a> {
             .ok_or_else(|| WebAuthnError::Encoding("getKeyAgreement reply has no key".into()))?;
         PlatformSession::new(protocol, &key, &mut rng)
             .map_err(|e| WebAuthnError::NotAllowed(format!("key agreement: {e}")))
+    }
+
+    /// False for a CTAP 2.0 key with built-in UV and no pinUvAuthToken: it verifies the user
+    /// when asked with the `uv` option, no token needed.
+    fn uses_tokens(&self) -> bool {
+        !self.info.option("uv") || self.info.option("pinUvAuthToken")
     }
 
     /// Whether the authenticator can verify the user (built-in UV, or a PIN that is set).
@@ -530,7 +537,7 @@ impl WebAuthnClient {
             UserVerificationRequirement::Discouraged => false,
         };
         let mut token: Option<(PlatformSession, Secret<Vec<u8>>)> = None;
-        if want_uv {
+        if want_uv && session.uses_tokens() {
             token = Some(
                 session
                     .pin_uv_auth_token(Permissions::MAKE_CREDENTIAL, Some(rp_id.clone()))
@@ -706,34 +713,6 @@ impl WebAuthnClient {
             .map(|d| descriptor(&d.id, &d.transports))
             .collect();
 
-        // prf.evalByCredential: find which allowed credential this key holds with a silent
-        // (up=false) pre-flight, then use that credential's inputs (§10.1.4).
-        let mut prf_inputs: Option<PrfValues> = ext.prf_eval.clone();
-        if !ext.prf_eval_by_credential.is_empty() && support.has("hmac-secret") {
-            for candidate in allow.clone() {
-                let probe = get_assertion::Request {
-                    rp_id: rp_id.clone(),
-                    client_data_hash: hash.to_vec(),
-                    allow_list: Some(vec![candidate.clone()]),
-                    extensions: None,
-                    options: Some(BTreeMap::from([("up".to_owned(), false)])),
-                    pin_uv_auth_param: None,
-                    pin_uv_auth_protocol: None,
-                };
-                if session.call(&probe).await.is_ok() {
-                    if let Some((_, values)) = ext
-                        .prf_eval_by_credential
-                        .iter()
-                        .find(|(id, _)| *id == candidate.id)
-                    {
-                        prf_inputs = Some(values.clone());
-                    }
-                    allow = vec![candidate];
-                    break;
-                }
-            }
-        }
-
         let want_uv = match options.user_verification {
             UserVerificationRequirement::Required => true,
             UserVerificationRequirement::Preferred => session.uv_capable(),
@@ -746,12 +725,50 @@ impl WebAuthnClient {
             permissions = permissions | Permissions::LARGE_BLOB_WRITE;
         }
         let mut token: Option<(PlatformSession, Secret<Vec<u8>>)> = None;
-        if want_uv || (write_blob && session.uv_capable()) {
+        if (want_uv || (write_blob && session.uv_capable())) && session.uses_tokens() {
             token = Some(
                 session
                     .pin_uv_auth_token(permissions, Some(rp_id.clone()))
                     .await?,
             );
+        }
+        // prf.evalByCredential: with one allowed credential its inputs apply; with several,
+        // find the one this key holds by a silent (up=false) pre-flight (§10.1.4), verified
+        // with the token when there is one (credProtect may hide credentials otherwise).
+        let mut prf_inputs: Option<PrfValues> = ext.prf_eval.clone();
+        if !ext.prf_eval_by_credential.is_empty() && support.has("hmac-secret") {
+            let inputs_of = |id: &[u8]| {
+                ext.prf_eval_by_credential
+                    .iter()
+                    .find(|(candidate, _)| candidate.as_slice() == id)
+                    .map(|(_, values)| values.clone())
+            };
+            if let [only] = allow.as_slice() {
+                prf_inputs = inputs_of(&only.id).or(prf_inputs);
+            } else {
+                for candidate in allow.clone() {
+                    let mut probe = get_assertion::Request {
+                        rp_id: rp_id.clone(),
+                        client_data_hash: hash.to_vec(),
+                        allow_list: Some(vec![candidate.clone()]),
+                        extensions: None,
+                        options: Some(BTreeMap::from([("up".to_owned(), false)])),
+                        pin_uv_auth_param: None,
+                        pin_uv_auth_protocol: None,
+                    };
+                    if let Some((pin_session, token)) = &token {
+                        let protocol = pin_session.shared.protocol();
+                        probe.pin_uv_auth_param =
+                            Some(protocol.authenticate(token.expose_secret(), &hash));
+                        probe.pin_uv_auth_protocol = Some(protocol.version());
+                    }
+                    if session.call(&probe).await.is_ok() {
+                        prf_inputs = inputs_of(&candidate.id).or(prf_inputs);
+                        allow = vec![candidate];
+                        break;
+                    }
+                }
+            }
         }
         // hmac-secret needs a key agreement; reuse the PIN session's when there is one.
         let hmac_session: Option<PlatformSession> = match (&prf_inputs, support.has("hmac-secret"))

@@ -33,6 +33,8 @@ pub struct AuthenticatorSupport {
     pub extensions: Vec<String>,
     /// getInfo option `largeBlobs`.
     pub large_blobs: bool,
+    /// The authenticator can verify the user now (built-in UV, or a PIN that is set).
+    pub uv_configured: bool,
 }
 
 impl AuthenticatorSupport {
@@ -49,7 +51,16 @@ pub fn make_credential_extensions(
     support: &AuthenticatorSupport,
 ) -> Result<Vec<(String, Value)>, WebAuthnError> {
     let mut out = Vec::new();
-    if let Some(policy) = inputs.cred_protect {
+    if let Some(mut policy) = inputs.cred_protect {
+        // As Chromium does: a key that cannot verify the user would make a
+        // userVerificationRequired credential unusable; unless the RP enforces the policy,
+        // ask for userVerificationOptionalWithCredentialIDList instead.
+        if policy == CredProtectPolicy::UserVerificationRequired
+            && !support.uv_configured
+            && !inputs.enforce_cred_protect
+        {
+            policy = CredProtectPolicy::UserVerificationOptionalWithCredentialIdList;
+        }
         if support.has("credProtect") {
             out.push(("credProtect".to_owned(), Value::from(policy as u8)));
         } else if inputs.enforce_cred_protect
@@ -103,6 +114,7 @@ mod tests {
                 .map(String::from)
                 .to_vec(),
             large_blobs: true,
+            uv_configured: true,
         };
         let inputs = RegistrationExtensions {
             cred_props: true,

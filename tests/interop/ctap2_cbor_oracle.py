@@ -4,13 +4,18 @@ with the responses keygate encoded. python-fido2 parses those responses with str
 so a non-canonical keygate response fails here.
 
 stdin: JSON {"responses": {"<command byte as decimal>": hex body, ...}, "token": hex,
-             "large_blob_key": hex, "prototype_info": hex}
+             "large_blob_key": hex, "prototype_info": hex,
+             "u2f_responses": {"<INS as decimal>": hex response APDU (data + status word)}}
+
+CTAP1/U2F: python-fido2's Ctap1 sends VERSION, REGISTER, AUTHENTICATE (enforce and check-only)
+over the same fake device and parses keygate's response APDUs.
 stdout: JSON {"requests": [[label, hex], ...], "parsed": {...}}
 """
 
 import json
 import sys
 
+from fido2.ctap1 import ApduError, Ctap1
 from fido2.ctap2 import Ctap2
 from fido2.ctap2.blob import LargeBlobs
 from fido2.ctap2.config import Config
@@ -141,6 +146,42 @@ def main():
     pre_device.label = "prototype_credman"
     CredentialManagement(pre_ctap, protocol, token).get_metadata()
     device.sent.extend(pre_device.sent)
+
+    u2f_responses = {int(k): bytes.fromhex(v) for k, v in params["u2f_responses"].items()}
+
+    class FakeU2fDevice:
+        label = "?"
+
+        def call(self, cmd, data, event=None, on_keepalive=None):
+            device.sent.append([self.label, bytes(data).hex()])
+            return u2f_responses[data[1]]
+
+    u2f = FakeU2fDevice()
+    ctap1 = Ctap1(u2f)
+    u2f.label = "u2f_version"
+    parsed["u2f_version"] = ctap1.get_version()
+    u2f.label = "u2f_register"
+    registration = ctap1.register(bytes([0xC1] * 32), bytes([0xA1] * 32))
+    parsed["u2f_public_key"] = registration.public_key.hex()
+    parsed["u2f_key_handle"] = registration.key_handle.hex()
+    parsed["u2f_certificate"] = registration.certificate.hex()
+    parsed["u2f_register_signature"] = registration.signature.hex()
+    u2f.label = "u2f_authenticate"
+    signature = ctap1.authenticate(
+        bytes([0xC2] * 32), bytes([0xA1] * 32), registration.key_handle
+    )
+    parsed["u2f_user_presence"] = signature.user_presence
+    parsed["u2f_counter"] = signature.counter
+    parsed["u2f_signature"] = signature.signature.hex()
+    u2f.label = "u2f_check_only"
+    u2f_responses[2] = bytes.fromhex("6985")
+    try:
+        ctap1.authenticate(
+            bytes([0xC2] * 32), bytes([0xA1] * 32), registration.key_handle, True
+        )
+        parsed["u2f_check_only_sw"] = 0x9000
+    except ApduError as error:
+        parsed["u2f_check_only_sw"] = error.code
 
     json.dump({"requests": device.sent, "parsed": parsed}, sys.stdout)
 

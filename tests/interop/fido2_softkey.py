@@ -5,7 +5,8 @@ Run by tests/authn_python_fido2.rs. Environment:
   KEYGATE_SERVE_PID         pid of the serving process (SIGUSR1 = virtual power cycle)
   KEYGATE_AAGUID            the key's AAGUID (UUID string)
   KEYGATE_ATTESTATION_CA    base64 DER of the key's attestation CA certificate
-  KEYGATE_SCENARIO          "ctap2" (default) or "u2f" (a key served with --ctap u2f)
+  KEYGATE_SCENARIO          "ctap2" (default), "u2f" (--ctap u2f), "pre" (--ctap 2.1-pre),
+                            "touch" (--presence wait)
 
 The only glue is `SeqpacketConnection`, a CtapHidConnection over the socket (each message one
 64-byte report, no report-id byte). Every check prints "ok <name>"; any failure raises.
@@ -413,11 +414,69 @@ def scenario_u2f(env):
     ok("u2f_fido2_client_fallback")
 
 
+def scenario_pre(env):
+    """A key served with --ctap 2.1-pre: credential management through command 0x41."""
+    ctap = env.ctap
+    info = ctap.get_info()
+    assert "FIDO_2_1_PRE" in info.versions and "FIDO_2_1" not in info.versions, info.versions
+    assert info.options.get("credentialMgmtPreview") is True and "credMgmt" not in info.options
+    assert list(info.pin_uv_protocols) == [1]
+    ClientPin(ctap, PinProtocolV1()).set_pin("1234")
+    ctap._info = ctap.get_info()
+    client = env.client("1234")
+    server = Fido2Server(PublicKeyCredentialRpEntity(name="Example", id=RP_ID))
+    options, state = server.register_begin(
+        PublicKeyCredentialUserEntity(id=b"pre-user", name="pre", display_name="Pre"),
+        resident_key_requirement=ResidentKeyRequirement.REQUIRED,
+    )
+    server.register_complete(state, client.make_credential(options.public_key))
+    protocol = PinProtocolV1()
+    token = ClientPin(ctap, protocol).get_pin_token("1234")
+    cm = CredentialManagement(ctap, protocol, token)
+    rps = cm.enumerate_rps()
+    assert [r[CredentialManagement.RESULT.RP]["id"] for r in rps] == [RP_ID], rps
+    creds = cm.enumerate_creds(hashlib.sha256(RP_ID.encode()).digest())
+    assert [c[CredentialManagement.RESULT.USER]["id"] for c in creds] == [b"pre-user"]
+    cm.delete_cred(creds[0][CredentialManagement.RESULT.CREDENTIAL_ID])
+    assert cm.get_metadata()[CredentialManagement.RESULT.EXISTING_CRED_COUNT] == 0
+    ok("credential_management_prototype_0x41")
+
+
+class TouchOnPrompt(UserInteraction):
+    """Answers KEEPALIVE(UPNEEDED) with a virtual touch (SIGUSR2 to the serving process)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.prompts = 0
+
+    def prompt_up(self):
+        self.prompts += 1
+        os.kill(self.pid, signal.SIGUSR2)
+
+
+def scenario_touch(env):
+    """A key served with --presence wait: the client sees UPNEEDED, a touch approves."""
+    touch = TouchOnPrompt(env.pid)
+    client = Fido2Client(env.dev, DefaultClientDataCollector(ORIGIN), touch)
+    server = Fido2Server(PublicKeyCredentialRpEntity(name="Example", id=RP_ID))
+    options, state = server.register_begin(
+        PublicKeyCredentialUserEntity(id=b"touch-user", name="touch", display_name="Touch"),
+        user_verification=UserVerificationRequirement.DISCOURAGED,
+    )
+    cred = server.register_complete(state, client.make_credential(options.public_key)).credential_data
+    assert touch.prompts == 1, touch.prompts
+    options, state = server.authenticate_begin([cred], user_verification=UserVerificationRequirement.DISCOURAGED)
+    server.authenticate_complete(state, [cred], client.get_assertion(options.public_key).get_response(0))
+    assert touch.prompts == 2, touch.prompts
+    ok("presence_wait_keepalive_upneeded_and_touch")
+
+
 def main():
     env = Env()
     scenario = os.environ.get("KEYGATE_SCENARIO", "ctap2")
     try:
-        {"ctap2": scenario_ctap2, "u2f": scenario_u2f}[scenario](env)
+        scenarios = {"ctap2": scenario_ctap2, "u2f": scenario_u2f, "pre": scenario_pre, "touch": scenario_touch}
+        scenarios[scenario](env)
     finally:
         env.dev.close()
     print("all ok", flush=True)

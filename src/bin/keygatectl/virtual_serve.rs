@@ -1,5 +1,6 @@
 //! `keygatectl virtual serve`: one software key in the foreground, on a SOCK_SEQPACKET socket
-//! or as a uhid device, until SIGTERM/SIGINT. SIGUSR1 is a virtual power cycle.
+//! or as a uhid device, until SIGTERM/SIGINT. SIGUSR1 is a virtual power cycle, SIGUSR2 a touch
+//! (approves a presence request under `--presence wait`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,14 +31,14 @@ pub struct ServeOptions {
     /// Appear to the kernel as a USB HID security key through /dev/uhid.
     #[arg(long)]
     uhid: bool,
-    /// User presence: approve automatically, deny, or wait for an approval (which only the
-    /// daemon's Virtual interface can give; here it times out).
+    /// User presence: approve automatically, deny, or wait for an approval (SIGUSR2 approves
+    /// the waiting request, like a touch).
     #[arg(long, default_value = "auto", value_parser = ["auto", "deny", "wait"])]
     presence: String,
     /// Seconds `--presence wait` waits before answering "timeout".
     #[arg(long, default_value_t = 30)]
     presence_timeout: u64,
-    /// CTAP versions: u2f (CTAP1 only), 2.0, 2.1.
+    /// CTAP versions: u2f (CTAP1 only), 2.0, 2.1-pre (FIDO_2_1_PRE), 2.1.
     #[arg(long, default_value = "2.1")]
     ctap: String,
     /// Preset this PIN (a new key only; a --state file keeps its own).
@@ -189,6 +190,7 @@ async fn serve_main(args: ServeOptions, json: bool) -> anyhow::Result<()> {
     let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut power = signal(SignalKind::user_defined1()).context("SIGUSR1 handler")?;
+    let mut touch = signal(SignalKind::user_defined2()).context("SIGUSR2 handler")?;
 
     let mut tasks = tokio::task::JoinSet::new();
     let listener = if let Some(path) = &args.socket {
@@ -231,8 +233,16 @@ async fn serve_main(args: ServeOptions, json: bool) -> anyhow::Result<()> {
             _ = terminate.recv() => break Ok(()),
             _ = interrupt.recv() => break Ok(()),
             _ = power.recv() => {
-                shared.power_cycle();
-                eprintln!("virtual power cycle");
+                // The key may be busy waiting for a touch: cycle it off the signal loop.
+                let key = shared.clone();
+                tokio::task::spawn_blocking(move || {
+                    key.power_cycle();
+                    eprintln!("virtual power cycle");
+                });
+            }
+            _ = touch.recv() => {
+                shared.presence().handle().approve();
+                eprintln!("virtual touch");
             }
             accepted = async {
                 match &listener {

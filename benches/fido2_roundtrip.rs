@@ -1,0 +1,212 @@
+//! MakeCredential and GetAssertion round trips per second (p50/p99) against a keygate software
+//! key: keygate's host driver (`device.rs`) through the in-process pair and through the
+//! SOCK_SEQPACKET socket, and python-fido2 (`$KEYGATE_PYTHON`, tests/interop/fido2_bench.py)
+//! through the same socket; prints the ratio keygate/python-fido2.
+//!
+//! Run: `KEYGATE_PYTHON=/work/venv/bin/python cargo bench --bench fido2_roundtrip`
+//! (`FIDO2_BENCH_N` round trips per operation, default 300).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use keygate::authenticator::{
+    AttestationKind, PresencePolicy, SharedSoftKey, SoftKey, SoftKeyOptions, serve,
+};
+use keygate::ctap2::commands::{decode_response, get_assertion, make_credential};
+use keygate::ctap2::{
+    PublicKeyCredentialDescriptor, PublicKeyCredentialParameters, PublicKeyCredentialRpEntity,
+    PublicKeyCredentialUserEntity,
+};
+use keygate::device::{Device, DeviceOptions};
+use keygate::hid::ReportPipe;
+use keygate::hid::socket::{SeqpacketListener, SeqpacketPipe};
+use tokio_util::sync::CancellationToken;
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    per_sec: f64,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    samples.sort();
+    let total: Duration = samples.iter().sum();
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
+    Stats {
+        p50: at(0.50),
+        p99: at(0.99),
+        per_sec: samples.len() as f64 / total.as_secs_f64(),
+    }
+}
+
+fn print(label: &str, s: &Stats) {
+    println!(
+        "{label:<44} {:>9.0}/s   p50 {:>8.3} ms   p99 {:>8.3} ms",
+        s.per_sec,
+        s.p50.as_secs_f64() * 1e3,
+        s.p99.as_secs_f64() * 1e3
+    );
+}
+
+fn mc_request() -> Vec<u8> {
+    make_credential::Request {
+        client_data_hash: vec![0x42; 32],
+        rp: PublicKeyCredentialRpEntity {
+            id: "bench.example".into(),
+            name: Some("Bench".into()),
+        },
+        user: PublicKeyCredentialUserEntity {
+            id: b"bench-user".to_vec(),
+            name: Some("bench".into()),
+            display_name: None,
+        },
+        pub_key_cred_params: vec![PublicKeyCredentialParameters {
+            type_: "public-key".into(),
+            alg: -7,
+        }],
+        exclude_list: None,
+        extensions: None,
+        options: None,
+        pin_uv_auth_param: None,
+        pin_uv_auth_protocol: None,
+        enterprise_attestation: None,
+    }
+    .encode()
+}
+
+fn ga_request(credential_id: &[u8]) -> Vec<u8> {
+    get_assertion::Request {
+        rp_id: "bench.example".into(),
+        client_data_hash: vec![0x42; 32],
+        allow_list: Some(vec![PublicKeyCredentialDescriptor::public_key(
+            credential_id.to_vec(),
+        )]),
+        extensions: None,
+        options: None,
+        pin_uv_auth_param: None,
+        pin_uv_auth_protocol: None,
+    }
+    .encode()
+}
+
+/// keygate's driver: n MakeCredential then n GetAssertion.
+async fn drive<P: ReportPipe>(pipe: P, n: usize) -> (Stats, Stats) {
+    let mut device = Device::open(pipe, DeviceOptions::default()).await.unwrap();
+    let cancel = CancellationToken::new();
+    let mc = mc_request();
+    let mut mc_times = Vec::with_capacity(n);
+    let mut credential_id = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        let reply = device.cbor_raw(&mc, &cancel, &mut |_| {}).await.unwrap();
+        mc_times.push(t.elapsed());
+        let response = decode_response::<make_credential::Request>(&reply).unwrap();
+        credential_id = response
+            .auth_data()
+            .unwrap()
+            .attested_credential_data
+            .unwrap()
+            .credential_id;
+    }
+    let ga = ga_request(&credential_id);
+    let mut ga_times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        let reply = device.cbor_raw(&ga, &cancel, &mut |_| {}).await.unwrap();
+        ga_times.push(t.elapsed());
+        assert_eq!(reply[0], 0);
+    }
+    (stats(mc_times), stats(ga_times))
+}
+
+fn python_fido2(socket: &Path, n: usize) -> Option<(Stats, Stats)> {
+    let python = std::env::var_os("KEYGATE_PYTHON")?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/fido2_bench.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(socket)
+        .arg(n.to_string())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "python-fido2 bench failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let series = |name: &str| -> Vec<Duration> {
+        json[name]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| Duration::from_secs_f64(v.as_f64().unwrap()))
+            .collect()
+    };
+    Some((stats(series("mc")), stats(series("ga"))))
+}
+
+fn main() {
+    let n: usize = std::env::var("FIDO2_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let options = SoftKeyOptions {
+        attestation: AttestationKind::Packed,
+        ..SoftKeyOptions::default()
+    };
+    let key = SharedSoftKey::new(SoftKey::new(options).unwrap(), PresencePolicy::AutoApprove);
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("bench.sock");
+    let shutdown = CancellationToken::new();
+
+    println!(
+        "fido2_roundtrip: {n} round trips per operation, software key with packed attestation"
+    );
+    let (pair_mc, pair_ga) = runtime.block_on(async {
+        let (host, device) = keygate::hid::pair();
+        tokio::spawn(serve(device, key.clone(), shutdown.clone()));
+        drive(host, n).await
+    });
+    print("keygate driver, in-process pair, MakeCredential", &pair_mc);
+    print("keygate driver, in-process pair, GetAssertion", &pair_ga);
+
+    runtime.block_on(async {
+        let listener = SeqpacketListener::bind(&socket).unwrap();
+        let key = key.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            while let Ok(pipe) = listener.accept().await {
+                tokio::spawn(serve(pipe, key.clone(), shutdown.clone()));
+            }
+        });
+    });
+    let (sock_mc, sock_ga) =
+        runtime.block_on(async { drive(SeqpacketPipe::connect(&socket).await.unwrap(), n).await });
+    print("keygate driver, socket, MakeCredential", &sock_mc);
+    print("keygate driver, socket, GetAssertion", &sock_ga);
+
+    match python_fido2(&socket, n) {
+        Some((py_mc, py_ga)) => {
+            print("python-fido2 2.2.1, socket, MakeCredential", &py_mc);
+            print("python-fido2 2.2.1, socket, GetAssertion", &py_ga);
+            println!(
+                "ratio keygate/python-fido2 (round trips/s, socket): MakeCredential {:.1}x, GetAssertion {:.1}x",
+                sock_mc.per_sec / py_mc.per_sec,
+                sock_ga.per_sec / py_ga.per_sec
+            );
+        }
+        None => println!(
+            "python-fido2: skipped (set KEYGATE_PYTHON to the venv python with fido2 2.2.1)"
+        ),
+    }
+    shutdown.cancel();
+}
