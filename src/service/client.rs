@@ -181,4 +181,14 @@ pub trait RelyingParty {
     /// Finishes an authentication with AuthenticationResponseJSON; returns the result as JSON.
     fn finish_authentication(&self, ceremony_id: &str, response_json: &str)
     -> zbus::Result<String>;
+    /// The configured relying parties as JSON.
+    fn list_relying_parties(&self) -> zbus::Result<String>;
+    /// Adds or replaces a relying party (RpConfig JSON).
+    fn configure(&self, config_json: &str) -> zbus::Result<()>;
+    /// Removes a relying party.
+    fn remove(&self, rp_id: &str) -> zbus::Result<()>;
+    /// A user's credentials at an RP as JSON.
+    fn credentials(&self, rp_id: &str, user: &str) -> zbus::Result<String>;
+    /// Deletes one credential.
+    fn delete_credential(&self, rp_id: &str, credential_id: &str) -> zbus::Result<()>;
 }
