@@ -14,6 +14,7 @@ log() { printf '\n== %s\n' "$*"; }
 APT_PACKAGES=(
   dbus-daemon dbus-bin     # private buses for the service tests
   oathtool                 # outside OTP oracle
+  zbar-tools               # zbarimg decodes the QR codes we render
   python3-pskc pskc-utils  # outside PSKC writer/reader (Debian's python3)
   fido2-tools              # libfido2's fido2-token / fido2-cred, run inside the hidvm guest
   python3-venv

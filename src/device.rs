@@ -8,7 +8,19 @@
 //! the channel with CTAPHID_INIT (CTAP 2.1 §11.2.9.1.3), then asks a CTAP2 key for
 //! authenticatorGetInfo. [`Device::transact`] sends one request and waits for its reply,
 //! reporting KEEPALIVE to a callback, sending CTAPHID_CANCEL when a [`CancellationToken`]
-//! fires, and giving up after the configured timeouts.
+//! fires, retrying CHANNEL_BUSY and giving up after the configured timeouts.
+//!
+//! On top of it, typed operations built on `ctap2`: MakeCredential, GetAssertion (+Next),
+//! ClientPIN (PIN/UV auth protocol 2 preferred, 1 as fallback; a pinUvAuthToken with
+//! permissions and RP ID on CTAP 2.1 keys, getPinToken on 2.0 keys; set/change PIN; retries),
+//! credential management (0x0A, or the FIDO_2_1_PRE prototype 0x41), reset and selection.
+//! CTAP1-only keys get MakeCredential / GetAssertion through U2F REGISTER / AUTHENTICATE
+//! (CTAP 2.1 §10.2). [`race_cbor`], [`select_device`] and [`first_touched`] drive several
+//! keys at once: the first one touched wins, the others get CTAPHID_CANCEL.
+//!
+//! Not implemented here: authenticatorConfig, largeBlobs and bio enrollment helpers (their
+//! requests can be sent with [`Device::command`]), hmac-secret salts (the `ctap2`
+//! `PlatformSession` builds them; the WebAuthn client wires them in).
 
 use std::time::Duration;
 

@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use keygate::ctap2::Value;
 use keygate::ctap2::commands::{
     client_pin, config, credential_management as cm, get_assertion, get_info, large_blobs,
     make_credential,
@@ -800,4 +801,269 @@ fn cbor_matches_python_fido2() {
         b"written by python-fido2"
     );
     assert!(theirs.open(&LARGE_BLOB_KEY).is_err());
+}
+
+/// A small deterministic generator of CBOR values of the kinds CTAP uses (integers of every
+/// width and sign, byte and text strings up to 300 bytes, booleans, arrays, and maps with mixed
+/// integer and text keys).
+struct ValueGenerator(u64);
+
+impl ValueGenerator {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn integer(&mut self) -> i64 {
+        let magnitude = match self.below(6) {
+            0 => self.below(24),
+            1 => 24 + self.below(232),
+            2 => 256 + self.below(65_280),
+            3 => 65_536 + self.below(1 << 32),
+            4 => self.next() >> 2,
+            _ => self.below(3),
+        } as i64;
+        if self.below(2) == 0 {
+            magnitude
+        } else {
+            -1 - magnitude
+        }
+    }
+
+    fn text(&mut self) -> String {
+        let len = match self.below(4) {
+            0 => self.below(24),
+            1 => 24 + self.below(40),
+            2 => 256 + self.below(50),
+            _ => self.below(4),
+        };
+        (0..len)
+            .map(|_| char::from(b'a' + self.below(26) as u8))
+            .collect()
+    }
+
+    fn key(&mut self) -> Value {
+        if self.below(2) == 0 {
+            Value::from(self.integer())
+        } else {
+            Value::Text(self.text())
+        }
+    }
+
+    fn value(&mut self, depth: u32) -> Value {
+        match if depth == 0 {
+            self.below(4)
+        } else {
+            self.below(6)
+        } {
+            0 => Value::from(self.integer()),
+            1 => Value::Bytes((0..self.below(300)).map(|_| self.next() as u8).collect()),
+            2 => Value::Text(self.text()),
+            3 => Value::Bool(self.below(2) == 0),
+            4 => Value::Array((0..self.below(5)).map(|_| self.value(depth - 1)).collect()),
+            _ => {
+                let mut entries: Vec<(Value, Value)> = Vec::new();
+                for _ in 0..self.below(8) {
+                    let key = self.key();
+                    if !entries.iter().any(|(k, _)| *k == key) {
+                        let value = self.value(depth - 1);
+                        entries.push((key, value));
+                    }
+                }
+                Value::Map(entries)
+            }
+        }
+    }
+}
+
+/// Our canonical writer against python-fido2's encoder on 2000 random values: python decodes
+/// what we wrote and re-encodes it to the same bytes.
+#[test]
+fn canonical_writer_matches_python_fido2_encoder() {
+    let Some(python) = python_fido2() else { return };
+    let mut generator = ValueGenerator(0x9E37_79B9_7F4A_7C15);
+    let ours: Vec<String> = (0..2000)
+        .map(|_| {
+            let value = match generator.value(3) {
+                map @ Value::Map(_) => map,
+                other => {
+                    let first = generator.key();
+                    let mut second = generator.key();
+                    while second == first {
+                        second = generator.key();
+                    }
+                    Value::Map(vec![(first, other), (second, Value::Bool(true))])
+                }
+            };
+            hex::encode(keygate::ctap2::cbor::to_vec(&value))
+        })
+        .collect();
+    let theirs = run_script(&python, "ctap2_cbor_reencode.py", &json!(ours));
+    let theirs: Vec<&str> = theirs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item.as_str().unwrap())
+        .collect();
+    assert_eq!(theirs.len(), ours.len());
+    for (ours, theirs) in ours.iter().zip(theirs) {
+        assert_eq!(ours, theirs);
+    }
+}
+
+/// python-fido2's ClientPin as the platform, our primitives as the authenticator: setPIN,
+/// changePIN and getPinUvAuthTokenUsingPinWithPermissions for both protocols. We check its
+/// requests as an authenticator does (ECDH, verify pinUvAuthParam, decrypt, unpad), and it
+/// decrypts the pinUvAuthToken we encrypted.
+#[test]
+fn client_pin_flow_against_python_fido2_platform() {
+    let Some(python) = python_fido2() else { return };
+    let authenticator = KeyAgreementKey::from_secret_bytes(&[0x5A; 32]).unwrap();
+    let token = [0x70u8; 32];
+    let mut rng = counter_rng(5);
+    let mut cases = Vec::new();
+    let mut platforms = Vec::new();
+    for protocol in [PinProtocol::One, PinProtocol::Two] {
+        let platform_priv = [0x6B + protocol.version() as u8; 32];
+        let platform = KeyAgreementKey::from_secret_bytes(&platform_priv).unwrap();
+        let shared = authenticator
+            .decapsulate(protocol, &platform.public_key())
+            .unwrap();
+        let key_agreement = client_pin::Response {
+            key_agreement: Some(authenticator.public_key()),
+            ..Default::default()
+        };
+        let token_response = client_pin::Response {
+            pin_uv_auth_token: Some(shared.encrypt(&token, &mut rng).unwrap()),
+            ..Default::default()
+        };
+        cases.push(json!({
+            "version": protocol.version(),
+            "platform_priv": hex::encode(platform_priv),
+            "responses": {
+                "2": hex::encode(key_agreement.encode()),
+                "9": hex::encode(token_response.encode()),
+            },
+        }));
+        platforms.push((protocol, platform));
+    }
+    let input = json!({ "info": hex::encode(our_info().encode()), "protocols": cases });
+    let results = run_script(&python, "ctap2_pin_flow.py", &input);
+
+    for ((protocol, platform), result) in platforms.iter().zip(results.as_array().unwrap()) {
+        let name = format!("{protocol:?}");
+        let sent: Vec<Vec<u8>> = result["sent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| hex::decode(item.as_str().unwrap()).unwrap())
+            .collect();
+        let requests: Vec<client_pin::Request> = sent
+            .iter()
+            .map(|message| match CtapRequest::decode(message).unwrap() {
+                CtapRequest::ClientPin(request) => {
+                    assert_eq!(&request.encode(), message, "{name}: re-encoding");
+                    request
+                }
+                other => panic!("{name}: unexpected {other:?}"),
+            })
+            .collect();
+        let subs: Vec<u8> = requests.iter().map(|r| r.sub_command.0).collect();
+        assert_eq!(subs, [2, 3, 2, 4, 2, 9], "{name}");
+        for request in &requests {
+            assert_eq!(
+                request.pin_uv_auth_protocol,
+                Some(protocol.version()),
+                "{name}"
+            );
+        }
+        let shared_of = |request: &client_pin::Request| {
+            let key = request.key_agreement.as_ref().unwrap();
+            assert_eq!(
+                key,
+                &platform.public_key(),
+                "{name}: the fixed platform key"
+            );
+            authenticator.decapsulate(*protocol, key).unwrap()
+        };
+        let padded_len = if *protocol == PinProtocol::One {
+            64
+        } else {
+            80
+        };
+
+        // setPIN: verify(newPinEnc), decrypt, unpad.
+        let set_pin = &requests[1];
+        let shared = shared_of(set_pin);
+        let new_pin_enc = set_pin.new_pin_enc.as_deref().unwrap();
+        assert_eq!(new_pin_enc.len(), padded_len, "{name}");
+        assert!(
+            shared.verify(new_pin_enc, set_pin.pin_uv_auth_param.as_deref().unwrap()),
+            "{name}"
+        );
+        let pin = pad_pin("1234").unwrap();
+        let decrypted = shared.decrypt(new_pin_enc).unwrap();
+        assert_eq!(decrypted.expose_secret(), pin.expose_secret(), "{name}");
+        assert_eq!(
+            keygate::ctap2::pin_protocol::unpad_pin(decrypted.expose_secret())
+                .unwrap()
+                .expose_secret(),
+            b"1234"
+        );
+
+        // changePIN: verify(newPinEnc || pinHashEnc), old PIN hash, new PIN.
+        let change = &requests[3];
+        let shared = shared_of(change);
+        let new_pin_enc = change.new_pin_enc.as_deref().unwrap();
+        let pin_hash_enc = change.pin_hash_enc.as_deref().unwrap();
+        assert!(
+            shared.verify(
+                &[new_pin_enc, pin_hash_enc].concat(),
+                change.pin_uv_auth_param.as_deref().unwrap()
+            ),
+            "{name}"
+        );
+        assert_eq!(
+            shared
+                .decrypt(pin_hash_enc)
+                .unwrap()
+                .expose_secret()
+                .as_slice(),
+            pin_hash(b"1234").expose_secret()
+        );
+        let new_pin = shared.decrypt(new_pin_enc).unwrap();
+        assert_eq!(
+            keygate::ctap2::pin_protocol::unpad_pin(new_pin.expose_secret())
+                .unwrap()
+                .expose_secret(),
+            b"87654321"
+        );
+
+        // getPinUvAuthTokenUsingPinWithPermissions.
+        let get_token = &requests[5];
+        let shared = shared_of(get_token);
+        assert_eq!(
+            get_token.permissions,
+            Some(Permissions::MAKE_CREDENTIAL | Permissions::GET_ASSERTION)
+        );
+        assert_eq!(get_token.rp_id.as_deref(), Some("example.com"));
+        let pin_hash_enc = get_token.pin_hash_enc.as_deref().unwrap();
+        assert_eq!(
+            shared
+                .decrypt(pin_hash_enc)
+                .unwrap()
+                .expose_secret()
+                .as_slice(),
+            pin_hash(b"87654321").expose_secret()
+        );
+        // python decrypted the token we encrypted.
+        assert_eq!(field(result, "token"), token, "{name}");
+    }
 }

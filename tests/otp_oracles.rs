@@ -1,6 +1,7 @@
 //! Outside oracles for the `otp` layer: `oathtool` (OATH Toolkit), pyotp 2.12.0 (`$KEYGATE_PYTHON`)
 //! and python-pskc / `pskc2pskc` (Debian, `/usr/bin/python3`). Codes from keygate equal theirs for
-//! the same seeds; PSKC files flow both ways.
+//! the same seeds; PSKC files flow both ways; `zbarimg` (Debian zbar-tools) decodes keygate's QR
+//! codes (PNG and SVG-free terminal text are ours; the PNG is what a camera sees).
 //!
 //! Interop rule (COMMON.md): a missing tool fails the test when `KEYGATE_REQUIRE_INTEROP=1`,
 //! otherwise the test prints `skipped: <tool> not found` and returns.
@@ -604,4 +605,107 @@ fn keygate_pskc_export_read_by_python_pskc() {
             }
         }
     }
+}
+
+#[test]
+fn zbarimg_decodes_enrolment_and_challenge_qr_codes() {
+    use keygate::otp::qr::{ChallengePayload, Qr};
+    let Some(zbarimg) = find_tool("zbarimg") else {
+        return;
+    };
+    let dir = TempDir::new("qr");
+    let mut rng = Rng(0x0000_c0de_0042);
+    let enrolment = OtpauthUri {
+        method: OtpauthMethod::Totp { period: 30 },
+        secret: Secret::new(rng.bytes(20)),
+        issuer: Some("Keygate".into()),
+        account: "alice@example.com".into(),
+        algorithm: HashAlg::Sha1,
+        digits: 8,
+    }
+    .to_uri();
+    let challenge = ChallengePayload::Challenge {
+        serial: "1234567897".parse().unwrap(),
+        suite: "OCRA-1:HOTP-SHA1-8:QN08".parse().unwrap(),
+        challenge: otp::generate_challenge(
+            &"OCRA-1:HOTP-SHA1-8:QN08".parse().unwrap(),
+            &mut rng.fill(),
+        ),
+        timestamp_steps: None,
+    }
+    .to_uri();
+    let signature = ChallengePayload::Sign {
+        serial: "1234567897".parse().unwrap(),
+        suite: "OCRA-1:HOTP-SHA256-8:QH64-T1M".parse().unwrap(),
+        fields: vec![
+            ("amount".into(), "1 250,00 €".into()),
+            ("to".into(), "DE89 3704 0044 0532 0130 00".into()),
+        ],
+        timestamp_steps: Some(28_333_333),
+    }
+    .to_uri();
+    for (i, text) in [enrolment, challenge, signature].iter().enumerate() {
+        let path = dir.0.join(format!("qr{i}.png"));
+        std::fs::write(&path, Qr::new(text).unwrap().to_png(4).unwrap()).unwrap();
+        let out = run(
+            Command::new(&zbarimg).args(["--raw", "-q"]).arg(&path),
+            None,
+        );
+        assert_eq!(out.trim_end_matches('\n'), text);
+        if i > 0 {
+            assert!(ChallengePayload::parse(out.trim_end_matches('\n')).is_ok());
+        }
+        // The terminal rendering, read back module by module, is the same code.
+        let term_png = dir.0.join(format!("term{i}.png"));
+        std::fs::write(
+            &term_png,
+            terminal_to_png(&Qr::new(text).unwrap().to_terminal()),
+        )
+        .unwrap();
+        let out = run(
+            Command::new(&zbarimg).args(["--raw", "-q"]).arg(&term_png),
+            None,
+        );
+        assert_eq!(out.trim_end_matches('\n'), text, "terminal rendering");
+    }
+}
+
+/// Turns half-block text (light modules drawn) back into a PNG, 4 px per module.
+fn terminal_to_png(text: &str) -> Vec<u8> {
+    let mut rows: Vec<Vec<bool>> = Vec::new(); // true = light
+    for line in text.lines() {
+        let (mut top, mut bottom) = (Vec::new(), Vec::new());
+        for c in line.chars() {
+            let (t, b) = match c {
+                '█' => (true, true),
+                '▀' => (true, false),
+                '▄' => (false, true),
+                ' ' => (false, false),
+                other => panic!("unexpected {other:?}"),
+            };
+            top.push(t);
+            bottom.push(b);
+        }
+        rows.push(top);
+        rows.push(bottom);
+    }
+    let scale = 4;
+    let width = rows[0].len() * scale;
+    let height = rows.len() * scale;
+    let mut pixels = Vec::with_capacity(width * height);
+    for row in &rows {
+        for _ in 0..scale {
+            for &light in row {
+                pixels.extend(std::iter::repeat_n(if light { 255u8 } else { 0 }, scale));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width as u32, height as u32);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().unwrap();
+    writer.write_image_data(&pixels).unwrap();
+    writer.finish().unwrap();
+    out
 }

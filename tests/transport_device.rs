@@ -363,7 +363,7 @@ async fn channel_busy_is_retried_until_the_other_client_finishes() {
     // Multiplex two host ends onto one device end.
     let (host_b, dev_b_side) = hid::pair();
     let (mux_host, mux_dev) = hid::pair();
-    let (_seen, task) = scripted_device(
+    let (seen, task) = scripted_device(
         mux_dev,
         DeviceConfig::default(),
         vec![
@@ -386,11 +386,20 @@ async fn channel_busy_is_retried_until_the_other_client_finishes() {
     let token = CancellationToken::new();
     let (mut ka, mut kb) = (|_| {}, |_| {});
     let (ra, rb) = tokio::join!(a.cbor_raw(&[0x01], &token, &mut ka), async {
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        // Start B only once the device is processing A's request.
+        while seen.lock().unwrap().requests.is_empty() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         b.cbor_raw(&[0x02], &token, &mut kb).await
     });
     assert_eq!(ra.unwrap(), vec![0x00]);
     assert_eq!(rb.unwrap(), vec![0x00, 0x01]);
+    // B's first attempts were refused by the framing layer (CHANNEL_BUSY), so the device saw
+    // exactly A's request and then B's retry.
+    assert_eq!(
+        seen.lock().unwrap().requests,
+        vec![(HidCmd::CBOR, vec![0x01]), (HidCmd::CBOR, vec![0x02])]
+    );
     drop((a, b));
     mux.abort();
     let _ = mux.await;

@@ -30,7 +30,8 @@ pub fn to_vec(value: &Value) -> Vec<u8> {
     out
 }
 
-/// Appends the canonical encoding of `value` to `out`.
+/// Appends the canonical encoding of `value` to `out`. Map entries are sorted; duplicate keys are
+/// written as given (callers build maps with distinct keys).
 pub fn write(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Integer(integer) => {
@@ -188,10 +189,11 @@ impl MapReader {
     /// Takes a map value; any other type is 0x11.
     pub(crate) fn new(value: Value, context: &'static str) -> Result<Self, DecodeError> {
         let entries = into_map(value, context)?;
-        for (index, (key, _)) in entries.iter().enumerate() {
-            if entries[..index].iter().any(|(other, _)| other == key) {
-                return Err(DecodeError::invalid_cbor("duplicate map key"));
-            }
+        // Duplicate keys: compare canonical encodings, sorted (O(n log n) on hostile input).
+        let mut keys: Vec<Vec<u8>> = entries.iter().map(|(key, _)| to_vec(key)).collect();
+        keys.sort_unstable();
+        if keys.windows(2).any(|pair| pair[0] == pair[1]) {
+            return Err(DecodeError::invalid_cbor("duplicate map key"));
         }
         Ok(Self { entries })
     }

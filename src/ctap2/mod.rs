@@ -29,6 +29,8 @@
 //! | an unknown command byte ([`commands::CtapRequest::decode`]) | 0x01 CTAP1_ERR_INVALID_COMMAND |
 //!
 //! Unknown map keys are ignored (forward compatibility); unknown extensions are kept.
+//! Well-formed but non-canonical input (indefinite lengths, over-long integer heads, unsorted
+//! keys) is accepted, as python-fido2's non-strict mode does; only our writer is canonical.
 //! Decoding never panics on any input. Response decoding reports the same codes inside
 //! [`Ctap2Error::InvalidResponse`].
 

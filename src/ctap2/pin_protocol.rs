@@ -148,11 +148,6 @@ impl PinProtocol {
         let shared = key.decapsulate(self, peer)?;
         Ok((key.public_key(), shared))
     }
-
-    /// The 32-byte pinUvAuthToken length this protocol uses for new tokens (v1 may also carry 16).
-    pub fn token_len(self) -> usize {
-        32
-    }
 }
 
 /// An ECDH P-256 key-agreement key pair: the authenticator's (regenerated at power-up and

@@ -75,6 +75,13 @@ pub fn enumerate() -> Result<Vec<HidrawInfo>, HidError> {
     Ok(found)
 }
 
+/// [`enumerate`] on a blocking thread, for async callers (sysfs scanning can block).
+pub async fn enumerate_async() -> Result<Vec<HidrawInfo>, HidError> {
+    tokio::task::spawn_blocking(enumerate)
+        .await
+        .map_err(|err| HidError::Hidapi(format!("enumeration task failed: {err}")))?
+}
+
 /// Open a hidraw node as the host end of a report pipe (must be called inside a tokio
 /// runtime).
 pub fn open(path: impl AsRef<Path>) -> Result<HidrawPipe, HidError> {
@@ -192,6 +199,11 @@ mod tests {
         assert!(!declares_fido_usage_page(&[
             0x05, 0x01, 0x09, 0x06, 0xa1, 0x01, 0xc0
         ]));
+    }
+
+    #[tokio::test]
+    async fn async_enumeration_agrees() {
+        assert_eq!(enumerate_async().await.unwrap(), enumerate().unwrap());
     }
 
     #[tokio::test]

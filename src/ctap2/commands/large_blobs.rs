@@ -13,6 +13,10 @@ use crate::secret::Secret;
 /// Length of the truncated SHA-256 trailer of a serialized large-blob array.
 pub const TRAILER_LEN: usize = 16;
 
+/// The largest origSize [`LargeBlobEntry::open`] inflates to (1 MiB): a bound on what a hostile
+/// entry can make us allocate. Real blobs are limited by maxSerializedLargeBlobArray (a few KiB).
+pub const MAX_ORIG_SIZE: u64 = 1 << 20;
+
 /// authenticatorLargeBlobs parameters (CTAP 2.1 §6.10.2). Exactly one of `get` / `set` is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Request {
@@ -205,7 +209,8 @@ impl LargeBlobEntry {
     }
 
     /// Decrypts and decompresses the entry; fails when the key does not fit (wrong credential),
-    /// the data was altered, or the decompressed size differs from `orig_size`.
+    /// the data was altered, the decompressed size differs from `orig_size`, or `orig_size` is
+    /// above [`MAX_ORIG_SIZE`].
     pub fn open(&self, large_blob_key: &[u8; 32]) -> Result<Secret<Vec<u8>>, Ctap2Error> {
         use aes_gcm::aead::{Aead, KeyInit, Payload};
         let cipher = aes_gcm::Aes256Gcm::new(large_blob_key.into());
@@ -221,6 +226,9 @@ impl LargeBlobEntry {
                 )
                 .map_err(|_| Ctap2Error::LargeBlob("entry does not decrypt with this key"))?,
         );
+        if self.orig_size > MAX_ORIG_SIZE {
+            return Err(Ctap2Error::LargeBlob("origSize above MAX_ORIG_SIZE"));
+        }
         let limit = usize::try_from(self.orig_size)
             .map_err(|_| Ctap2Error::LargeBlob("origSize too large"))?;
         let blob =
