@@ -487,17 +487,39 @@ fn panic_revokes_webauthn_credentials() {
         )
         .unwrap();
     assert_eq!(summary.other_factors, 1);
-    // A ceremony started before PANIC cannot complete after it.
+    // A ceremony started before PANIC cannot complete after it (PANIC also drops the user's
+    // pending ceremonies).
+    let response = assertion(&oracle, &started.options_json, &key, 1, json!({}));
+    let err = fx
+        .rps
+        .finish_authentication(&started.ceremony_id, &response)
+        .unwrap_err();
+    assert!(
+        matches!(err, RpError::UnknownCeremony | RpError::CredentialRevoked),
+        "{err:?}"
+    );
+    assert!(matches!(
+        fx.rps.start_authentication("example.com", "hank"),
+        Err(RpError::NoCredentials { .. })
+    ));
+}
+
+#[test]
+fn credential_deleted_during_a_ceremony_is_revoked() {
+    let Some(python) = python() else { return };
+    let oracle = Oracle(python);
+    let fx = Fixture::new(passkeys());
+    let key = register(&oracle, &fx, "iris", json!({}));
+    let started = fx.rps.start_authentication("example.com", "iris").unwrap();
+    let id = key["credential_id"].as_str().unwrap();
+    assert!(fx.rps.delete_credential("example.com", id).unwrap());
+    assert!(!fx.rps.delete_credential("example.com", id).unwrap());
     let response = assertion(&oracle, &started.options_json, &key, 1, json!({}));
     let err = fx
         .rps
         .finish_authentication(&started.ceremony_id, &response)
         .unwrap_err();
     assert!(matches!(err, RpError::CredentialRevoked), "{err:?}");
-    assert!(matches!(
-        fx.rps.start_authentication("example.com", "hank"),
-        Err(RpError::NoCredentials { .. })
-    ));
 }
 
 #[test]

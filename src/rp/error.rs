@@ -73,6 +73,9 @@ pub enum RpError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// An internal failure (a worker task died).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl RpError {
@@ -96,6 +99,7 @@ impl RpError {
             Self::CorruptState(_) => "CorruptState",
             Self::Random(_) => "Random",
             Self::Store(_) => "Store",
+            Self::Internal(_) => "Internal",
         }
     }
 }

@@ -615,6 +615,56 @@ impl RelyingParties {
             .store
             .webauthn_purge_ceremonies(self.clock.unix_now())?)
     }
+
+    /// [`RelyingParties::start_registration`] on a blocking thread, for async callers
+    /// (the store's durable commit blocks).
+    pub async fn start_registration_async(
+        self: &Arc<Self>,
+        rp_id: String,
+        user_login: String,
+        display_name: String,
+    ) -> Result<StartedCeremony, RpError> {
+        let this = self.clone();
+        blocking(move || this.start_registration(&rp_id, &user_login, &display_name)).await
+    }
+
+    /// [`RelyingParties::finish_registration`] on a blocking thread.
+    pub async fn finish_registration_async(
+        self: &Arc<Self>,
+        ceremony_id: String,
+        response_json: String,
+    ) -> Result<CredentialInfo, RpError> {
+        let this = self.clone();
+        blocking(move || this.finish_registration(&ceremony_id, &response_json)).await
+    }
+
+    /// [`RelyingParties::start_authentication`] on a blocking thread.
+    pub async fn start_authentication_async(
+        self: &Arc<Self>,
+        rp_id: String,
+        user_login: String,
+    ) -> Result<StartedCeremony, RpError> {
+        let this = self.clone();
+        blocking(move || this.start_authentication(&rp_id, &user_login)).await
+    }
+
+    /// [`RelyingParties::finish_authentication`] on a blocking thread.
+    pub async fn finish_authentication_async(
+        self: &Arc<Self>,
+        ceremony_id: String,
+        response_json: String,
+    ) -> Result<AuthenticationOutcome, RpError> {
+        let this = self.clone();
+        blocking(move || this.finish_authentication(&ceremony_id, &response_json)).await
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RpError> + Send + 'static,
+) -> Result<T, RpError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|err| RpError::Internal(format!("blocking task: {err}")))?
 }
 
 fn parse_response<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, RpError> {

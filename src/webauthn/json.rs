@@ -934,4 +934,30 @@ mod tests {
             r#"{"id":"AQID","rawId":"AQID","response":{"clientDataJSON":"e30","authenticatorData":"AA","signature":"AA"},"authenticatorAttachment":"cross-platform","clientExtensionResults":{},"type":"public-key"}"#
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_text_is_an_error_not_a_panic(text in "\\PC{0,300}") {
+            let _ = CreationOptions::from_json(&text);
+            let _ = RequestOptions::from_json(&text);
+            let _ = crate::webauthn::origin::CallerOrigin::parse(&text);
+        }
+
+        #[test]
+        fn mutated_options_are_an_error_not_a_panic(
+            at in 0usize..CREATE.len(),
+            cut in 0usize..12,
+            insert in "\\PC{0,12}",
+        ) {
+            let end = (at + cut).min(CREATE.len());
+            let mutated = format!("{}{}{}", &CREATE[..at], insert, &CREATE[end..]);
+            if let Err(err) = CreationOptions::from_json(&mutated) {
+                let name = err.name();
+                proptest::prop_assert!(
+                    matches!(name, "TypeError" | "EncodingError" | "NotSupportedError"),
+                    "{}", name
+                );
+            }
+        }
+    }
 }
