@@ -204,3 +204,71 @@ async fn write_async_is_durable_and_visible() {
         .unwrap();
     assert_eq!(count, 32);
 }
+
+/// A closure that ends the batch transaction itself (like SQLite does on I/O errors) must not
+/// make any caller hear `Ok` for a change that is not stored, nor an error for one that is.
+#[test]
+fn ok_always_means_stored_even_when_the_batch_transaction_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open_state_dir(dir.path()).unwrap());
+    store
+        .write(|tx| {
+            tx.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")?;
+            Ok(())
+        })
+        .unwrap();
+    for round in 0..5i64 {
+        // A slow write holds the writer so that the 40 below queue up and share one batch.
+        let blocker = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                store.write(|_| {
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                    Ok(())
+                })
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let barrier = Arc::new(Barrier::new(40));
+        let handles: Vec<_> = (0..40i64)
+            .map(|i| {
+                let n = round * 100 + i;
+                let (store, barrier) = (store.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let result = store.write(move |tx| {
+                        tx.execute("INSERT INTO t (n) VALUES (?1)", [n])?;
+                        if i == 17 {
+                            tx.execute_batch("ROLLBACK")?;
+                        }
+                        Ok(())
+                    });
+                    (n, result.is_ok())
+                })
+            })
+            .collect();
+        let outcomes: Vec<(i64, bool)> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        // The blocker shared a batch with none of them, or failed with them: either way no Ok lie.
+        let _ = blocker.join().unwrap();
+        let stored: Vec<i64> = store
+            .read(|c| {
+                let mut stmt = c.prepare("SELECT n FROM t")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<Result<Vec<i64>, _>>()?)
+            })
+            .unwrap();
+        for (n, ok) in outcomes {
+            if ok {
+                assert!(
+                    stored.contains(&n),
+                    "round {round}: {n} answered Ok but not stored"
+                );
+            }
+        }
+        assert!(!stored.contains(&(round * 100 + 17)));
+    }
+    // The writer keeps working afterwards.
+    store
+        .write(|tx| Ok(tx.execute("INSERT INTO t (n) VALUES (100000)", [])?))
+        .unwrap();
+}

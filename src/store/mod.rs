@@ -12,6 +12,13 @@
 //! All SQL of the project lives in `sql.rs`, except the relying party's own tables in
 //! `webauthn.rs`, whose `SCHEMA` the migration runner applies as its own step.
 //! This layer knows nothing of OTP algorithms: `tokens` combines it with `otp`.
+//!
+//! Layer rules: may use `crate::secret` only; never `otp`, `tokens`, `service` or anything async
+//! except the oneshot reply of [`SqliteStore::write_async`].
+//!
+//! Migrations are append-only `(version, SQL)` steps in `sql.rs`, each applied in its own
+//! transaction with its `schema_version` row; step 2 is the relying party's `webauthn::SCHEMA`.
+//! A later change to any table is a new step, never an edit of a released one.
 
 mod error;
 mod key;

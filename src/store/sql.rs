@@ -522,28 +522,20 @@ pub(crate) fn revoke_user_tokens(
     Ok(revoked as u64)
 }
 
-/// Deletes the user's WebAuthn credentials and pending ceremonies, for every relying-party
-/// table that exists with a `user_login` column (`webauthn_credentials`,
-/// `webauthn_ceremonies`; convention agreed with `store/webauthn.rs`). Returns the number of
-/// credentials deleted.
+/// Deletes the user's WebAuthn credentials, if the relying party's `webauthn_credentials`
+/// table exists with a `user_login` column (convention agreed with `store/webauthn.rs`; a
+/// ceremony started before PANIC then fails to finish because its credential is gone).
+/// Returns the number of credentials deleted.
 pub(crate) fn delete_webauthn_credentials(
     txn: &Transaction<'_>,
     login: &str,
 ) -> Result<u64, StoreError> {
-    let has_login = |table: &str| -> Result<bool, StoreError> {
-        Ok(txn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = 'user_login')",
-            [table],
-            |row| row.get(0),
-        )?)
-    };
-    if has_login("webauthn_ceremonies")? {
-        txn.execute(
-            "DELETE FROM webauthn_ceremonies WHERE user_login = ?1",
-            [login],
-        )?;
-    }
-    if !has_login("webauthn_credentials")? {
+    let has_login: bool = txn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM pragma_table_info('webauthn_credentials') WHERE name = 'user_login')",
+        [],
+        |row| row.get(0),
+    )?;
+    if !has_login {
         return Ok(0);
     }
     Ok(txn.execute(

@@ -173,7 +173,17 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
             return;
         }
     };
-    let completions: Vec<Completion> = batch.drain(..).map(|job| job.run(&txn)).collect();
+    let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+    for job in batch.drain(..) {
+        // Some errors (I/O, disk full) make SQLite roll back the whole transaction. Running
+        // further jobs would then autocommit them one by one outside the batch, so they are
+        // answered with an error instead; the COMMIT below fails for the earlier ones.
+        if txn.is_autocommit() {
+            job.abort("the batch transaction was rolled back by an earlier error".into());
+            continue;
+        }
+        completions.push(job.run(&txn));
+    }
     let commit = txn.commit().map_err(|e| e.to_string());
     for completion in completions {
         completion(commit.clone());
