@@ -111,6 +111,7 @@ fn policy_and_daemon_enforce_roles() {
     assert!(!call.ok && call.stderr.contains(BUS_DENIED), "{call:?}");
 
     tokens_rules(&bus, &nobody, &admin, &verifier);
+    virtual_rules(&bus, &nobody);
 
     assert!(daemon.is_running(), "{}", daemon.log_text());
     let status = daemon.stop();
@@ -280,6 +281,80 @@ fn tokens_rules(bus: &Bus, nobody: &As, admin: &As, verifier: &As) {
         bus::ROOT,
         TOKENS,
         &["RevokeUser", "s", "erin"],
+    );
+    assert!(call.ok, "{call:?}");
+}
+
+/// Software keys belong to their creator: nobody else lists, reads, controls or removes them.
+fn virtual_rules(bus: &Bus, owner: &As) {
+    const VIRTUAL: &str = "org.keygate.Keygate1.Virtual";
+    let other = As {
+        uid: 3,
+        gid: 3,
+        groups: vec![],
+    };
+    let call = busctl(
+        bus,
+        Some(owner),
+        bus::ROOT,
+        VIRTUAL,
+        &["Create", "s", r#"{"name":"mine"}"#],
+    );
+    assert!(call.ok, "{call:?}");
+    let path = serde_json::from_str::<serde_json::Value>(&call.stdout).unwrap()["data"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let call = busctl(bus, Some(owner), bus::ROOT, MANAGER, &["ListDevices"]);
+    assert!(call.ok && call.stdout.contains(&path), "{call:?}");
+    let call = busctl(
+        bus,
+        Some(owner),
+        &path,
+        "org.freedesktop.DBus.Properties",
+        &["Get", "ss", "org.keygate.Keygate1.Device", "Name"],
+    );
+    assert!(call.ok && call.stdout.contains("mine"), "{call:?}");
+
+    let call = busctl(bus, Some(&other), bus::ROOT, MANAGER, &["ListDevices"]);
+    assert!(call.ok && !call.stdout.contains(&path), "{call:?}");
+    let call = busctl(bus, Some(&other), bus::ROOT, VIRTUAL, &["List"]);
+    assert!(call.ok && !call.stdout.contains(&path), "{call:?}");
+    for method in ["Remove", "Approve", "PowerCycle"] {
+        let call = busctl(bus, Some(&other), bus::ROOT, VIRTUAL, &[method, "o", &path]);
+        assert!(
+            !call.ok && call.stderr.contains("no software key"),
+            "{method}: {call:?}"
+        );
+    }
+    let call = busctl(
+        bus,
+        Some(&other),
+        &path,
+        "org.freedesktop.DBus.Properties",
+        &["Get", "ss", "org.keygate.Keygate1.Device", "Name"],
+    );
+    assert!(
+        !call.ok,
+        "another uid read a software key's property: {call:?}"
+    );
+    let call = busctl(
+        bus,
+        Some(&other),
+        &path,
+        "org.keygate.Keygate1.Device",
+        &["PinRetries"],
+    );
+    assert!(!call.ok && call.stderr.contains("no device"), "{call:?}");
+    // Root sees every device (administration), the owner removes their key.
+    let call = busctl(bus, None, bus::ROOT, MANAGER, &["ListDevices"]);
+    assert!(call.ok && call.stdout.contains(&path), "{call:?}");
+    let call = busctl(
+        bus,
+        Some(owner),
+        bus::ROOT,
+        VIRTUAL,
+        &["Remove", "o", &path],
     );
     assert!(call.ok, "{call:?}");
 }

@@ -6,7 +6,10 @@ mod bus;
 use std::process::Command;
 
 use bus::{Bus, Daemon};
-use keygate::service::client::{ManagerProxy, TokensProxy, error_name};
+use keygate::service::client::{
+    InteractionStream, ManagerProxy, RelyingPartyProxy, TokensProxy, VirtualProxy, WebAuthnProxy,
+    error_name,
+};
 
 fn skip() -> bool {
     bus::skip_without("dbus-daemon") || bus::skip_without("busctl")
@@ -393,4 +396,428 @@ async fn pskc_import_export_and_restart_keep_state() {
             .0
     );
     assert!(daemon.stop().success());
+}
+
+/// The canonical shape of every org.keygate interface in an introspection document: one
+/// line per method/signal/property with its arguments (names, types, directions).
+fn api_shape(xml: &str) -> std::collections::BTreeSet<String> {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(xml, options).unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    for iface in doc
+        .descendants()
+        .filter(|n| n.has_tag_name("interface"))
+        .filter(|n| {
+            n.attribute("name")
+                .unwrap_or("")
+                .starts_with("org.keygate.")
+        })
+    {
+        let iname = iface.attribute("name").unwrap();
+        for member in iface.children().filter(|n| n.is_element()) {
+            let kind = member.tag_name().name();
+            let name = member.attribute("name").unwrap_or("");
+            let mut line = format!("{iname} {kind} {name}");
+            if kind == "property" {
+                line += &format!(
+                    " {} {}",
+                    member.attribute("type").unwrap_or(""),
+                    member.attribute("access").unwrap_or("")
+                );
+            }
+            for arg in member.children().filter(|n| n.has_tag_name("arg")) {
+                line += &format!(
+                    " ({} {} {})",
+                    arg.attribute("name").unwrap_or("-"),
+                    arg.attribute("type").unwrap_or(""),
+                    arg.attribute("direction").unwrap_or("")
+                );
+            }
+            out.insert(line);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_matches_the_xml_file() {
+    if skip() {
+        return;
+    }
+    let bus = Bus::session();
+    let _daemon = Daemon::start(&bus, "");
+    let conn = bus.connect().await;
+    let virt = VirtualProxy::new(&conn).await.unwrap();
+    let device = virt.create("{}").await.unwrap();
+    let mut live = std::collections::BTreeSet::new();
+    for path in [bus::ROOT, device.as_str()] {
+        let proxy = zbus::fdo::IntrospectableProxy::builder(&conn)
+            .destination(bus::BUS_NAME)
+            .path(path)
+            .build()
+            .await
+            .unwrap();
+        live.extend(api_shape(&proxy.introspect().await.unwrap()));
+    }
+    let file =
+        std::fs::read_to_string(bus::project_dir().join("dbus/org.keygate.Keygate1.xml")).unwrap();
+    let documented = api_shape(&file);
+    let missing: Vec<_> = live.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&live).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "dbus/org.keygate.Keygate1.xml differs from the live API\nnot documented: {missing:#?}\nnot served: {stale:#?}"
+    );
+    for iface in [
+        "Manager",
+        "Device",
+        "WebAuthn",
+        "RelyingParty",
+        "Tokens",
+        "Virtual",
+    ] {
+        assert!(
+            documented
+                .iter()
+                .any(|l| l.starts_with(&format!("org.keygate.Keygate1.{iface} "))),
+            "{iface} missing"
+        );
+    }
+}
+
+const RP_CONFIG: &str = "[[relying_party]]\nid = \"example.org\"\nname = \"Example\"\n\
+origins = [\"https://example.org\"]\n";
+
+fn webauthn_config() -> String {
+    format!("{}{RP_CONFIG}", tokens_config())
+}
+
+fn inner_options(json: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(json).unwrap();
+    match value.get("publicKey") {
+        Some(inner) => inner.to_string(),
+        None => value.to_string(),
+    }
+}
+
+/// Answers PIN requests of `client` with `pin`; counts the interactions seen per kind.
+fn answer_pins(
+    client: WebAuthnProxy<'static>,
+    pin: &'static str,
+    stream: InteractionStream,
+) -> (
+    tokio::task::JoinHandle<()>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let task = tokio::spawn(async move {
+        use futures_util::StreamExt;
+        let mut stream = stream;
+        while let Some(signal) = stream.next().await {
+            let args = signal.args().unwrap();
+            log.lock().unwrap().push(args.kind.clone());
+            if args.kind == "pin" {
+                client.provide_pin(&args.request_id, pin).await.unwrap();
+            }
+        }
+    });
+    (task, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webauthn_client_and_relying_party_over_the_bus() {
+    if skip() {
+        return;
+    }
+    let bus = Bus::session();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut daemon = Daemon::start_in(&bus, &webauthn_config(), &state);
+    let conn = bus.connect().await;
+    let other_conn = bus.connect().await;
+    let virt = VirtualProxy::new(&conn).await.unwrap();
+    let client = WebAuthnProxy::new(&conn).await.unwrap();
+    let rp = RelyingPartyProxy::new(&conn).await.unwrap();
+    let manager = ManagerProxy::new(&conn).await.unwrap();
+
+    // DeviceAdded reaches the creating connection only.
+    let mut added = manager.receive_device_added().await.unwrap();
+    let other_manager = ManagerProxy::new(&other_conn).await.unwrap();
+    let mut other_added = other_manager.receive_device_added().await.unwrap();
+    let path = virt
+        .create(r#"{"name":"test key","pin":"4711","presence":"auto"}"#)
+        .await
+        .unwrap();
+    {
+        use futures_util::StreamExt;
+        let signal = tokio::time::timeout(std::time::Duration::from_secs(5), added.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(signal.args().unwrap().path.as_str(), path.as_str());
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(300), other_added.next())
+                .await
+                .is_err(),
+            "another connection saw DeviceAdded of a software key"
+        );
+    }
+    let listed = manager.list_devices().await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|(p, kind, _, _)| p == &path && kind == "virtual")
+    );
+    assert_eq!(virt.list().await.unwrap().len(), 1);
+
+    // Device object: GetInfo properties and PIN retries.
+    let dev = zbus::Proxy::new(
+        &conn,
+        bus::BUS_NAME,
+        path.as_str(),
+        "org.keygate.Keygate1.Device",
+    )
+    .await
+    .unwrap();
+    let versions: Vec<String> = dev.get_property("Versions").await.unwrap();
+    assert!(versions.iter().any(|v| v == "FIDO_2_1"), "{versions:?}");
+    let options: std::collections::HashMap<String, bool> =
+        dev.get_property("Options").await.unwrap();
+    assert_eq!(options.get("clientPin"), Some(&true));
+    let (retries, _): (u32, bool) = dev.call("PinRetries", &()).await.unwrap();
+    assert_eq!(retries, 8);
+
+    // Interaction signals: only this connection gets them, and they carry the PIN request.
+    let (pin_task, seen) = answer_pins(
+        client.clone(),
+        "4711",
+        client.receive_interaction().await.unwrap(),
+    );
+    let other_client = WebAuthnProxy::new(&other_conn).await.unwrap();
+    let (other_task, other_seen) = answer_pins(
+        other_client.clone(),
+        "0000",
+        other_client.receive_interaction().await.unwrap(),
+    );
+
+    let (ceremony, creation) = rp
+        .start_registration("example.org", "alice", "Alice")
+        .await
+        .unwrap();
+    let creation = inner_options(&creation);
+    // Wrong origin for rp.id: SecurityError; malformed JSON: TypeError.
+    assert_eq!(
+        err_name(
+            client
+                .make_credential("r0", "https://evil.example", &creation)
+                .await
+        ),
+        "org.keygate.Keygate1.Error.SecurityError"
+    );
+    assert_eq!(
+        err_name(
+            client
+                .make_credential("r0", "https://example.org", "{")
+                .await
+        ),
+        "org.keygate.Keygate1.Error.TypeError"
+    );
+    let response = client
+        .make_credential("r1", "https://example.org", &creation)
+        .await
+        .unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&response).unwrap();
+    assert_eq!(parsed["type"], "public-key");
+    let credential_id = rp.finish_registration(&ceremony, &response).await.unwrap();
+    assert_eq!(parsed["id"], credential_id.as_str());
+    assert!(seen.lock().unwrap().iter().any(|k| k == "pin"));
+    assert!(
+        other_seen.lock().unwrap().is_empty(),
+        "interaction broadcast"
+    );
+
+    // Authentication, then restart in the middle of the next ceremony.
+    let (ceremony, request) = rp
+        .start_authentication("example.org", "alice")
+        .await
+        .unwrap();
+    let assertion = client
+        .get_assertion("r2", "https://example.org", &inner_options(&request))
+        .await
+        .unwrap();
+    let result = rp
+        .finish_authentication(&ceremony, &assertion)
+        .await
+        .unwrap();
+    let result: serde_json::Value = serde_json::from_str(&result).unwrap();
+    assert_eq!(result["user"], "alice");
+    assert_eq!(result["user_verified"], true);
+    assert_eq!(
+        err_name(rp.finish_authentication(&ceremony, &assertion).await),
+        "org.keygate.Keygate1.Error.NotFound",
+        "a ceremony is single use"
+    );
+
+    let (ceremony, request) = rp
+        .start_authentication("example.org", "alice")
+        .await
+        .unwrap();
+    let assertion = client
+        .get_assertion("r3", "https://example.org", &inner_options(&request))
+        .await
+        .unwrap();
+    pin_task.abort();
+    other_task.abort();
+    assert!(daemon.stop().success());
+    let mut daemon = Daemon::start_in(&bus, &webauthn_config(), &state);
+    let rp = RelyingPartyProxy::new(&conn).await.unwrap();
+    let result = rp
+        .finish_authentication(&ceremony, &assertion)
+        .await
+        .unwrap();
+    assert!(result.contains("\"user\":\"alice\""), "{result}");
+    // Malformed response JSON: a named error, and the daemon stays up.
+    let (ceremony, _) = rp
+        .start_authentication("example.org", "alice")
+        .await
+        .unwrap();
+    assert_eq!(
+        err_name(rp.finish_authentication(&ceremony, "{\"id\":1}").await),
+        "org.keygate.Keygate1.Error.InvalidArgs"
+    );
+    assert!(daemon.is_running());
+    assert!(daemon.stop().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_keys_presence_cancel_and_credentials() {
+    if skip() {
+        return;
+    }
+    let bus = Bus::session();
+    let _daemon = Daemon::start(&bus, &webauthn_config());
+    let conn = bus.connect().await;
+    let virt = VirtualProxy::new(&conn).await.unwrap();
+    let client = WebAuthnProxy::new(&conn).await.unwrap();
+    let rp = RelyingPartyProxy::new(&conn).await.unwrap();
+    let path = virt
+        .create(r#"{"pin":"4711","presence":"wait","presence_timeout_ms":20000}"#)
+        .await
+        .unwrap();
+    let (pin_task, seen) = answer_pins(
+        client.clone(),
+        "4711",
+        client.receive_interaction().await.unwrap(),
+    );
+
+    // The key waits for a touch: Approve lets the registration through.
+    let (ceremony, creation) = rp
+        .start_registration("example.org", "bob", "Bob")
+        .await
+        .unwrap();
+    // A discoverable credential, so that the key stores it (credential management lists it).
+    let mut creation: serde_json::Value = serde_json::from_str(&inner_options(&creation)).unwrap();
+    creation["authenticatorSelection"]["residentKey"] = "required".into();
+    creation["authenticatorSelection"]["requireResidentKey"] = true.into();
+    let creation = creation.to_string();
+    // Approve once the key has asked for a touch (the `touch` interaction).
+    let approver = virt.clone();
+    let approve_path = path.clone();
+    let touches = seen.clone();
+    let approve = tokio::spawn(async move {
+        for _ in 0..400 {
+            if touches.lock().unwrap().iter().any(|k| k == "touch") {
+                return approver.approve(&approve_path).await.unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        false
+    });
+    let response = client
+        .make_credential("p1", "https://example.org", &creation)
+        .await
+        .unwrap();
+    assert!(approve.await.unwrap(), "no presence request was waiting");
+    rp.finish_registration(&ceremony, &response).await.unwrap();
+    assert!(
+        seen.lock().unwrap().iter().any(|k| k == "touch"),
+        "{seen:?}"
+    );
+
+    // Cancel while the key waits for a touch: AbortError.
+    let (_, request) = rp.start_authentication("example.org", "bob").await.unwrap();
+    let canceller = client.clone();
+    let cancel = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        canceller.cancel("p2").await
+    });
+    let err = client
+        .get_assertion("p2", "https://example.org", &inner_options(&request))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_name(&err).as_deref(),
+        Some("org.keygate.Keygate1.Error.AbortError"),
+        "{err}"
+    );
+    cancel.await.unwrap().unwrap();
+    // Presence denied: NotAllowedError.
+    virt.set_presence(&path, "deny").await.unwrap();
+    let (_, request) = rp.start_authentication("example.org", "bob").await.unwrap();
+    assert_eq!(
+        err_name(
+            client
+                .get_assertion("p3", "https://example.org", &inner_options(&request))
+                .await
+        ),
+        "org.keygate.Keygate1.Error.NotAllowedError"
+    );
+    pin_task.abort();
+
+    // Stored credentials, credential management through the Device object, removal.
+    let stored = virt.stored_credentials(&path).await.unwrap();
+    assert!(stored.contains("example.org"), "{stored}");
+    let dev = zbus::Proxy::new(
+        &conn,
+        bus::BUS_NAME,
+        path.as_str(),
+        "org.keygate.Keygate1.Device",
+    )
+    .await
+    .unwrap();
+    let creds: String = dev.call("Credentials", &("4711",)).await.unwrap();
+    let creds: serde_json::Value = serde_json::from_str(&creds).unwrap();
+    let id = creds[0]["credential_id"].as_str().unwrap().to_owned();
+    assert_eq!(creds[0]["rp_id"], "example.org");
+    let wrong: zbus::Result<String> = dev.call("Credentials", &("0000",)).await;
+    assert_eq!(err_name(wrong), "org.keygate.Keygate1.Error.Rejected");
+    let () = dev
+        .call("DeleteCredential", &("4711", id.as_str()))
+        .await
+        .unwrap();
+    let creds: String = dev.call("Credentials", &("4711",)).await.unwrap();
+    assert_eq!(creds, "[]");
+    let () = dev.call("ChangePin", &("4711", "123456")).await.unwrap();
+    let (retries, _): (u32, bool) = dev.call("PinRetries", &()).await.unwrap();
+    assert_eq!(retries, 8);
+    virt.power_cycle(&path).await.unwrap();
+    virt.remove(&path).await.unwrap();
+    assert_eq!(
+        err_name(virt.remove(&path).await),
+        "org.keygate.Keygate1.Error.NotFound"
+    );
+    assert!(virt.list().await.unwrap().is_empty());
+    // Bad options are named errors.
+    assert_eq!(
+        err_name(virt.create(r#"{"presence":"sometimes"}"#).await),
+        "org.keygate.Keygate1.Error.InvalidArgs"
+    );
+    assert_eq!(
+        err_name(virt.create("[1,2").await),
+        "org.keygate.Keygate1.Error.InvalidArgs"
+    );
 }

@@ -97,3 +97,183 @@ fn demo_runs_as_a_newcomer() {
         "{text}"
     );
 }
+
+fn ctl(bus: &bus::Bus, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_keygatectl"));
+    cmd.env("KEYGATE_BUS_ADDRESS", &bus.address).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(result: (bool, String, String)) -> String {
+    assert!(result.0, "keygatectl failed: {}\n{}", result.1, result.2);
+    result.1
+}
+
+/// Every keygatectl family against a daemon on a private bus, `--json` where it matters.
+#[test]
+fn keygatectl_commands() {
+    if bus::skip_without("dbus-daemon") {
+        return;
+    }
+    let bus = bus::Bus::session();
+    let uid = nix::unistd::getuid().as_raw();
+    let _daemon = bus::Daemon::start(
+        &bus,
+        &format!(
+            "admin_uids = [{uid}]\nverifier_uids = [{uid}]\n[soft_tokens]\nkdf_memory_kib = 64\nkdf_passes = 1\n\
+             [[relying_party]]\nid = \"example.org\"\nname = \"Ex\"\norigins = [\"https://example.org\"]\n"
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = ok(ctl(&bus, &["virtual", "create", "--pin", "4711"], &[]));
+    let path = path.trim();
+    assert!(path.starts_with("/org/keygate/Keygate1/devices/virtual"));
+    let devices: serde_json::Value =
+        serde_json::from_str(&ok(ctl(&bus, &["--json", "devices"], &[]))).unwrap();
+    assert_eq!(devices[0]["kind"], "virtual");
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(ctl(&bus, &["--json", "info"], &[]))).unwrap();
+    assert_eq!(info["Options"]["clientPin"], true);
+    let retries: serde_json::Value =
+        serde_json::from_str(&ok(ctl(&bus, &["--json", "pin", "retries"], &[]))).unwrap();
+    assert_eq!(retries["retries"], 8);
+
+    // Registration and authentication through the CLI, verified by the RelyingParty.
+    let start: serde_json::Value = serde_json::from_str(&ok(ctl(
+        &bus,
+        &["--json", "rp", "start-registration", "example.org", "alice"],
+        &[],
+    )))
+    .unwrap();
+    let options = dir.path().join("reg.json");
+    std::fs::write(&options, start["options"].to_string()).unwrap();
+    let response = ok(ctl(
+        &bus,
+        &[
+            "register",
+            "--origin",
+            "https://example.org",
+            "--options",
+            options.to_str().unwrap(),
+        ],
+        &[("KEYGATE_PIN", "4711")],
+    ));
+    let response_file = dir.path().join("resp.json");
+    std::fs::write(&response_file, &response).unwrap();
+    let registered = ok(ctl(
+        &bus,
+        &[
+            "rp",
+            "finish-registration",
+            start["ceremony"].as_str().unwrap(),
+            response_file.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    assert!(registered.contains("registered credential"), "{registered}");
+    let start: serde_json::Value = serde_json::from_str(&ok(ctl(
+        &bus,
+        &[
+            "--json",
+            "rp",
+            "start-authentication",
+            "example.org",
+            "alice",
+        ],
+        &[],
+    )))
+    .unwrap();
+    std::fs::write(&options, start["options"].to_string()).unwrap();
+    let assertion = ok(ctl(
+        &bus,
+        &[
+            "assert",
+            "--origin",
+            "https://example.org",
+            "--options",
+            options.to_str().unwrap(),
+        ],
+        &[("KEYGATE_PIN", "4711")],
+    ));
+    std::fs::write(&response_file, &assertion).unwrap();
+    let result = ok(ctl(
+        &bus,
+        &[
+            "rp",
+            "finish-authentication",
+            start["ceremony"].as_str().unwrap(),
+            response_file.to_str().unwrap(),
+        ],
+        &[],
+    ));
+    assert!(result.contains("\"user\":\"alice\""), "{result}");
+    // A wrong origin: the DOMException name reaches the user.
+    let (success, _, stderr) = ctl(
+        &bus,
+        &[
+            "assert",
+            "--origin",
+            "https://example.com",
+            "--options",
+            options.to_str().unwrap(),
+        ],
+        &[("KEYGATE_PIN", "4711")],
+    );
+    assert!(!success && stderr.contains("SecurityError"), "{stderr}");
+
+    // Tokens: create with a software PIN, code, verify, replay, PANIC.
+    let created: serde_json::Value = serde_json::from_str(&ok(ctl(
+        &bus,
+        &[
+            "--json",
+            "token",
+            "create",
+            "--user",
+            "alice",
+            "--software-pin",
+            "12345",
+        ],
+        &[],
+    )))
+    .unwrap();
+    let serial = created["serial"].as_str().unwrap().to_owned();
+    let code: serde_json::Value = serde_json::from_str(&ok(ctl(
+        &bus,
+        &["--json", "token", "code", &serial],
+        &[("KEYGATE_PIN", "12345")],
+    )))
+    .unwrap();
+    let code = code["code"].as_str().unwrap().to_owned();
+    let verdict = ok(ctl(&bus, &["token", "verify", &serial, &code], &[]));
+    assert!(verdict.starts_with("accepted"), "{verdict}");
+    let (success, replay, _) = ctl(&bus, &["token", "verify", &serial, &code], &[]);
+    assert!(
+        !success && replay.starts_with("rejected (replay)"),
+        "{replay}"
+    );
+    let qr = ok(ctl(
+        &bus,
+        &["token", "create", "--user", "bob", "--kind", "hotp"],
+        &[],
+    ));
+    assert!(qr.contains("otpauth://hotp/") && qr.contains('█'), "{qr}");
+    let panic = ok(ctl(&bus, &["token", "panic", "alice"], &[]));
+    assert!(
+        panic.contains("1 token(s), 1 other factor(s) revoked"),
+        "{panic}"
+    );
+
+    ok(ctl(&bus, &["virtual", "remove", path], &[]));
+    assert!(ok(ctl(&bus, &["devices"], &[])).contains("no security keys"));
+    // Generated documentation.
+    assert!(ok(ctl(&bus, &["man"], &[])).contains(".TH keygatectl"));
+    assert!(ok(ctl(&bus, &["completions", "zsh"], &[])).contains("#compdef keygatectl"));
+}

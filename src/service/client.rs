@@ -113,6 +113,14 @@ pub trait Virtual {
     fn power_cycle(&self, path: &zbus::ObjectPath<'_>) -> zbus::Result<()>;
     /// Sets the presence policy: `auto`, `deny` or `wait`.
     fn set_presence(&self, path: &zbus::ObjectPath<'_>, policy: &str) -> zbus::Result<()>;
+    /// The credentials stored on a key, as JSON (public data).
+    fn stored_credentials(&self, path: &zbus::ObjectPath<'_>) -> zbus::Result<String>;
+    /// Removes one stored credential (base64url id).
+    fn remove_credential(
+        &self,
+        path: &zbus::ObjectPath<'_>,
+        credential_id: &str,
+    ) -> zbus::Result<bool>;
 }
 
 /// `org.keygate.Keygate1.WebAuthn`: the WebAuthn client.
@@ -173,4 +181,14 @@ pub trait RelyingParty {
     /// Finishes an authentication with AuthenticationResponseJSON; returns the result as JSON.
     fn finish_authentication(&self, ceremony_id: &str, response_json: &str)
     -> zbus::Result<String>;
+    /// The configured relying parties as JSON.
+    fn list_relying_parties(&self) -> zbus::Result<String>;
+    /// Adds or replaces a relying party (RpConfig JSON).
+    fn configure(&self, config_json: &str) -> zbus::Result<()>;
+    /// Removes a relying party.
+    fn remove(&self, rp_id: &str) -> zbus::Result<()>;
+    /// A user's credentials at an RP as JSON.
+    fn credentials(&self, rp_id: &str, user: &str) -> zbus::Result<String>;
+    /// Deletes one credential.
+    fn delete_credential(&self, rp_id: &str, credential_id: &str) -> zbus::Result<()>;
 }

@@ -95,6 +95,31 @@ impl DeviceObject {
         }
     }
 
+    /// Property reads: the same visibility rule as the methods.
+    async fn check_property(
+        &self,
+        conn: &Connection,
+        header: Option<Header<'_>>,
+    ) -> zbus::fdo::Result<()> {
+        let Some(header) = header else {
+            return Ok(());
+        };
+        let caller = self
+            .shared
+            .access
+            .caller(conn, &header)
+            .await
+            .map_err(|e| zbus::fdo::Error::AccessDenied(format!("{e:?}")))?;
+        if self.handle.record.visible_to(&caller) {
+            Ok(())
+        } else {
+            Err(zbus::fdo::Error::UnknownObject(format!(
+                "no device {}",
+                self.handle.record.path
+            )))
+        }
+    }
+
     async fn refresh(&self, device: &mut crate::device::Device) {
         if let Ok(info) = device.refresh_info().await {
             self.handle.set_info(info.clone());
@@ -106,91 +131,154 @@ impl DeviceObject {
 impl DeviceObject {
     /// Product name.
     #[zbus(property(emits_changed_signal = "const"))]
-    fn name(&self) -> String {
-        self.handle.record.name.clone()
+    async fn name(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        self.check_property(conn, header).await?;
+        Ok(self.handle.record.name.clone())
     }
 
     /// `usb`, `virtual` or `tpm`.
     #[zbus(property(emits_changed_signal = "const"))]
-    fn kind(&self) -> String {
-        self.handle.record.kind.as_str().to_owned()
+    async fn kind(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        self.check_property(conn, header).await?;
+        Ok(self.handle.record.kind.as_str().to_owned())
     }
 
     /// Owner uid of a software key; 0xFFFFFFFF for a shared device.
     #[zbus(property(emits_changed_signal = "const"))]
-    fn owner(&self) -> u32 {
-        self.handle
+    async fn owner(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<u32> {
+        self.check_property(conn, header).await?;
+        Ok(self
+            .handle
             .record
             .owner
-            .unwrap_or(super::devices::SHARED_OWNER)
+            .unwrap_or(super::devices::SHARED_OWNER))
     }
 
     /// GetInfo `versions` (`FIDO_2_1`, `FIDO_2_0`, `U2F_V2`).
     #[zbus(property(emits_changed_signal = "false"))]
-    fn versions(&self) -> Vec<String> {
-        self.handle.info().versions
+    async fn versions(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<Vec<String>> {
+        self.check_property(conn, header).await?;
+        Ok(self.handle.info().versions)
     }
 
     /// GetInfo `extensions`.
     #[zbus(property(emits_changed_signal = "false"))]
-    fn extensions(&self) -> Vec<String> {
-        self.handle.info().extensions.unwrap_or_default()
+    async fn extensions(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<Vec<String>> {
+        self.check_property(conn, header).await?;
+        Ok(self.handle.info().extensions.unwrap_or_default())
     }
 
     /// GetInfo `aaguid` in UUID form.
     #[zbus(property(emits_changed_signal = "false"))]
-    fn aaguid(&self) -> String {
-        crate::authenticator::format_aaguid(&self.handle.info().aaguid)
+    async fn aaguid(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        self.check_property(conn, header).await?;
+        Ok(crate::authenticator::format_aaguid(
+            &self.handle.info().aaguid,
+        ))
     }
 
     /// GetInfo `options` (`rk`, `up`, `uv`, `clientPin`, `credMgmt`, ...).
     #[zbus(property(emits_changed_signal = "false"))]
-    fn options(&self) -> HashMap<String, bool> {
-        self.handle
+    async fn options(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<HashMap<String, bool>> {
+        self.check_property(conn, header).await?;
+        Ok(self
+            .handle
             .info()
             .options
             .unwrap_or_default()
             .into_iter()
-            .collect()
+            .collect())
     }
 
     /// GetInfo `pinUvAuthProtocols`.
     #[zbus(property(emits_changed_signal = "false"))]
-    fn pin_protocols(&self) -> Vec<u32> {
-        self.handle
+    async fn pin_protocols(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<Vec<u32>> {
+        self.check_property(conn, header).await?;
+        Ok(self
+            .handle
             .info()
             .pin_uv_auth_protocols
             .unwrap_or_default()
             .into_iter()
             .map(|p| u32::try_from(p).unwrap_or(u32::MAX))
-            .collect()
+            .collect())
     }
 
     /// GetInfo `transports`.
     #[zbus(property(emits_changed_signal = "false"))]
-    fn transports(&self) -> Vec<String> {
-        self.handle.info().transports.unwrap_or_default()
+    async fn transports(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<Vec<String>> {
+        self.check_property(conn, header).await?;
+        Ok(self.handle.info().transports.unwrap_or_default())
     }
 
     /// GetInfo `minPINLength` (0 when not reported).
     #[zbus(property(emits_changed_signal = "false"))]
-    fn min_pin_length(&self) -> u32 {
-        self.handle
+    async fn min_pin_length(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<u32> {
+        self.check_property(conn, header).await?;
+        Ok(self
+            .handle
             .info()
             .min_pin_length
-            .map_or(0, |m| u32::try_from(m).unwrap_or(u32::MAX))
+            .map_or(0, |m| u32::try_from(m).unwrap_or(u32::MAX)))
     }
 
     /// GetInfo `remainingDiscoverableCredentials` (-1 when not reported).
     #[zbus(property(emits_changed_signal = "false"))]
-    fn remaining_discoverable_credentials(&self) -> i64 {
-        self.handle
+    async fn remaining_discoverable_credentials(
+        &self,
+        #[zbus(header)] header: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<i64> {
+        self.check_property(conn, header).await?;
+        Ok(self
+            .handle
             .info()
             .remaining_discoverable_credentials
-            .map_or(-1, |r| i64::try_from(r).unwrap_or(i64::MAX))
+            .map_or(-1, |r| i64::try_from(r).unwrap_or(i64::MAX)))
     }
 
     /// PIN retries left, and whether the key needs a power cycle before the next attempt.
+    #[zbus(out_args("retries", "power_cycle_needed"))]
     async fn pin_retries(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -265,6 +353,7 @@ impl DeviceObject {
 
     /// The discoverable credentials on the key, unlocked by its PIN, as JSON:
     /// `[{"rp_id", "credential_id", "user_name", "user_display_name", "user_id"}]`.
+    #[zbus(out_args("credentials_json"))]
     async fn credentials(
         &self,
         pin: &str,

@@ -39,6 +39,7 @@ impl Manager {
 
     /// The authenticators the caller may use: shared USB keys, and the caller's own software keys
     /// (root sees all).
+    #[zbus(out_args("devices"))]
     async fn list_devices(
         &self,
         #[zbus(header)] header: Header<'_>,

@@ -20,6 +20,7 @@ pub mod qr;
 pub mod relying_party;
 pub mod soft;
 pub mod tokens;
+pub mod usb;
 pub mod virtual_keys;
 pub mod webauthn_iface;
 
@@ -216,6 +217,8 @@ pub async fn run(options: Options, cancel: CancellationToken) -> Result<(), Serv
         state_dir = %shared.state_dir.display(),
         "keygated ready"
     );
+    // USB security keys: first scan and hotplug polling, in the background.
+    let watcher = tokio::spawn(usb::watch(Arc::clone(&shared), connection.clone()));
     // READY=1 after the name (Type=notify units); a no-op without NOTIFY_SOCKET.
     if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
         tracing::debug!(error = %e, "sd_notify failed");
@@ -227,6 +230,8 @@ pub async fn run(options: Options, cancel: CancellationToken) -> Result<(), Serv
     // Long requests (waiting for a touch or a PIN) end now with AbortError.
     shared.gate.close().await;
     virtual_keys::stop_all(&shared);
+    watcher.abort();
+    let _ = watcher.await;
     if let Err(e) = connection.release_name(names::BUS_NAME).await {
         tracing::debug!(error = %e, "release_name failed");
     }

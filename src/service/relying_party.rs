@@ -81,6 +81,7 @@ impl RelyingParty {
 impl RelyingParty {
     /// Starts registering a credential for `user` at `rp_id` (verifier): (ceremony id,
     /// PublicKeyCredentialCreationOptionsJSON).
+    #[zbus(out_args("ceremony_id", "options_json"))]
     async fn start_registration(
         &self,
         rp_id: &str,
@@ -101,6 +102,7 @@ impl RelyingParty {
 
     /// Finishes a registration with the client's RegistrationResponseJSON (verifier); returns
     /// the new credential id (base64url).
+    #[zbus(out_args("credential_id"))]
     async fn finish_registration(
         &self,
         ceremony_id: &str,
@@ -121,6 +123,7 @@ impl RelyingParty {
 
     /// Starts authenticating `user` at `rp_id` (verifier): (ceremony id,
     /// PublicKeyCredentialRequestOptionsJSON).
+    #[zbus(out_args("ceremony_id", "options_json"))]
     async fn start_authentication(
         &self,
         rp_id: &str,
@@ -141,6 +144,7 @@ impl RelyingParty {
     /// returns `{"rp_id", "user", "credential_id", "counter", "user_verified",
     /// "backup_eligible", "backup_state"}`. The counter moves by compare-and-set before the
     /// answer.
+    #[zbus(out_args("result_json"))]
     async fn finish_authentication(
         &self,
         ceremony_id: &str,
@@ -168,6 +172,7 @@ impl RelyingParty {
     }
 
     /// The configured relying parties as JSON (admin or verifier).
+    #[zbus(out_args("relying_parties_json"))]
     async fn list_relying_parties(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -218,6 +223,7 @@ impl RelyingParty {
     }
 
     /// The credentials (public data) of `user` at `rp_id` as JSON (admin or verifier).
+    #[zbus(out_args("credentials_json"))]
     async fn credentials(
         &self,
         rp_id: &str,

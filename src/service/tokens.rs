@@ -287,6 +287,7 @@ impl Tokens {
     /// "seed_hex", "software": {"pin", "owner_uid"}}`. Returns (serial, otpauth URI, QR code as
     /// text); the URI carries the seed once, for enrolment in an authenticator app, and is empty
     /// for OCRA tokens and for tokens kept as software tokens in keygated.
+    #[zbus(out_args("serial", "otpauth_uri", "qr_code"))]
     async fn create(
         &self,
         spec_json: &str,
@@ -333,6 +334,7 @@ impl Tokens {
     /// Imports tokens from a PSKC (RFC 6030) document (admin), all or nothing. `key_json`:
     /// `{"key_hex"}` (pre-shared key) or `{"password"}` (PBKDF2), optional `"user"` (owner of
     /// keys without a UserId) and `"allow_short_secrets"`. Returns the serials.
+    #[zbus(out_args("serials"))]
     async fn import_pskc(
         &self,
         pskc_xml: &str,
@@ -377,6 +379,7 @@ impl Tokens {
 
     /// Exports tokens as PSKC (admin), seeds always encrypted: `key_json` is `{"password"}`
     /// (PBKDF2-HMAC-SHA1, AES-128-CBC) or `{"key_hex"}` (pre-shared AES key).
+    #[zbus(out_args("pskc_xml"))]
     async fn export_pskc(
         &self,
         serials: Vec<String>,
@@ -418,6 +421,7 @@ impl Tokens {
     }
 
     /// Tokens of `user` ("" = all) as a JSON array (admin or verifier). Never seeds.
+    #[zbus(out_args("tokens_json"))]
     async fn list(
         &self,
         user: &str,
@@ -436,6 +440,7 @@ impl Tokens {
 
     /// Checks an OTP code of a HOTP/TOTP token (verifier): (accepted, reason). The counter,
     /// drift or fail count is durable before the answer.
+    #[zbus(out_args("accepted", "reason"))]
     async fn verify_code(
         &self,
         serial: &str,
@@ -455,6 +460,7 @@ impl Tokens {
     }
 
     /// Issues a single-use OCRA challenge (verifier): (challenge id, question).
+    #[zbus(out_args("challenge_id", "question"))]
     async fn issue_challenge(
         &self,
         serial: &str,
@@ -473,6 +479,7 @@ impl Tokens {
 
     /// Checks the response to a challenge (verifier): (accepted, reason). The challenge is
     /// consumed by this check.
+    #[zbus(out_args("accepted", "reason"))]
     async fn verify_response(
         &self,
         challenge_id: &str,
@@ -497,6 +504,7 @@ impl Tokens {
 
     /// Issues a single-use transaction-signature challenge over (name, value) fields
     /// (verifier): (challenge id, question).
+    #[zbus(out_args("challenge_id", "question"))]
     async fn issue_transaction(
         &self,
         serial: &str,
@@ -516,6 +524,7 @@ impl Tokens {
     }
 
     /// Checks a transaction signature (verifier): the fields must be those of the challenge.
+    #[zbus(out_args("accepted", "reason"))]
     async fn verify_signature(
         &self,
         challenge_id: &str,
@@ -541,6 +550,7 @@ impl Tokens {
     }
 
     /// Resynchronises a HOTP/TOTP token with two consecutive codes (admin).
+    #[zbus(out_args("accepted", "reason"))]
     async fn resync(
         &self,
         serial: &str,
@@ -623,6 +633,7 @@ impl Tokens {
 
     /// PANIC (admin or verifier): revokes every factor of `user` (tokens and WebAuthn
     /// credentials) at once. Returns (tokens revoked, other factors revoked).
+    #[zbus(out_args("tokens", "other_factors"))]
     async fn revoke_user(
         &self,
         user: &str,
@@ -644,6 +655,7 @@ impl Tokens {
     }
 
     /// The caller's own software tokens as a JSON array.
+    #[zbus(out_args("tokens_json"))]
     async fn soft_list(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -655,6 +667,7 @@ impl Tokens {
     }
 
     /// The current code of one of the caller's software tokens, unlocked by its PIN.
+    #[zbus(out_args("code"))]
     async fn soft_code(
         &self,
         serial: &str,
@@ -672,6 +685,7 @@ impl Tokens {
     }
 
     /// One of the caller's software tokens answers a challenge question.
+    #[zbus(out_args("response"))]
     async fn soft_respond(
         &self,
         serial: &str,
@@ -691,6 +705,7 @@ impl Tokens {
     }
 
     /// One of the caller's software tokens signs transaction fields.
+    #[zbus(out_args("signature"))]
     async fn soft_sign(
         &self,
         serial: &str,

@@ -185,6 +185,7 @@ impl Virtual {
     /// "presence": "auto"|"deny"|"wait", "presence_timeout_ms", "attestation":
     /// "none"|"self"|"packed", "ctap": "2.1"|"2.0"|"u2f", "always_uv", "min_pin_length",
     /// "large_blobs", "aaguid"}`. `DeviceAdded` goes to the calling connection only.
+    #[zbus(out_args("device"))]
     async fn create(
         &self,
         options_json: &str,
@@ -242,6 +243,7 @@ impl Virtual {
     }
 
     /// The caller's software keys: (path, name).
+    #[zbus(out_args("keys"))]
     async fn list(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -280,6 +282,7 @@ impl Virtual {
 
     /// Approves the pending (or the next) user-presence request of a key; returns whether a
     /// request was waiting.
+    #[zbus(out_args("was_waiting"))]
     async fn approve(
         &self,
         path: OwnedObjectPath,
@@ -334,6 +337,7 @@ impl Virtual {
 
     /// The credentials stored on one of the caller's keys, as JSON (test inspection; no
     /// private keys): `[{"credential_id", "rp_id", "user_name", "discoverable", "sign_count"}]`.
+    #[zbus(out_args("credentials_json"))]
     async fn stored_credentials(
         &self,
         path: OwnedObjectPath,
@@ -358,6 +362,7 @@ impl Virtual {
     }
 
     /// Removes one stored credential (base64url id) from one of the caller's keys.
+    #[zbus(out_args("removed"))]
     async fn remove_credential(
         &self,
         path: OwnedObjectPath,

@@ -188,7 +188,8 @@ impl Interaction for BusInteraction {
 #[derive(Debug)]
 pub struct WebAuthn {
     shared: Arc<Shared>,
-    client: Option<WebAuthnClient>,
+    /// Loaded on first use (the Public Suffix List takes a few ms to parse; startup stays fast).
+    client: std::sync::OnceLock<Option<WebAuthnClient>>,
     pending: Mutex<HashMap<PendingKey, Arc<Pending>>>,
 }
 
@@ -215,18 +216,23 @@ enum Ceremony {
 impl WebAuthn {
     /// The interface; without a Public Suffix List the client methods answer `NotAvailable`.
     pub fn new(shared: Arc<Shared>) -> Self {
-        let client = match WebAuthnClient::with_system_psl() {
-            Ok(client) => Some(client),
-            Err(e) => {
-                tracing::warn!(error = %e, "WebAuthn client unavailable (install the publicsuffix package)");
-                None
-            }
-        };
         Self {
             shared,
-            client,
+            client: std::sync::OnceLock::new(),
             pending: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn client(&self) -> Option<&WebAuthnClient> {
+        self.client
+            .get_or_init(|| match WebAuthnClient::with_system_psl() {
+                Ok(client) => Some(client),
+                Err(e) => {
+                    tracing::warn!(error = %e, "WebAuthn client unavailable (install the publicsuffix package)");
+                    None
+                }
+            })
+            .as_ref()
     }
 
     fn pending_for(&self, caller: &str, request_id: &str) -> Result<Arc<Pending>, BusError> {
@@ -251,7 +257,7 @@ impl WebAuthn {
     ) -> Result<String, BusError> {
         let _gate = self.shared.gate.enter().await?;
         let caller = self.shared.access.caller(conn, header).await?;
-        let Some(client) = &self.client else {
+        let Some(client) = self.client() else {
             return Err(BusError::NotAvailable(
                 "the WebAuthn client needs the Public Suffix List (Debian package publicsuffix)"
                     .into(),
@@ -365,6 +371,7 @@ impl WebAuthn {
     /// PublicKeyCredentialCreationOptionsJSON; returns RegistrationResponseJSON. `request_id`
     /// (chosen by the caller, unique among its running requests) names the request in
     /// `Interaction` signals and in `ProvidePin` / `Choose` / `Cancel`.
+    #[zbus(out_args("registration_response_json"))]
     async fn make_credential(
         &self,
         request_id: &str,
@@ -386,6 +393,7 @@ impl WebAuthn {
 
     /// `navigator.credentials.get({publicKey})` for `origin` with
     /// PublicKeyCredentialRequestOptionsJSON; returns AuthenticationResponseJSON.
+    #[zbus(out_args("authentication_response_json"))]
     async fn get_assertion(
         &self,
         request_id: &str,

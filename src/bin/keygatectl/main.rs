@@ -5,10 +5,14 @@
 mod conn;
 mod demo;
 mod demo_steps;
+mod device_cmds;
 mod devices;
 mod prompt;
+mod rp;
 mod token;
+mod virtual_cmds;
 mod virtual_serve;
+mod webauthn_cmds;
 
 use std::io::Write;
 
@@ -33,6 +37,37 @@ enum Command {
     Demo(demo::DemoArgs),
     /// List the security keys keygated can use (USB keys and your software keys).
     Devices,
+    /// Show a security key's capabilities (authenticatorGetInfo).
+    Info(device_cmds::DeviceArg),
+    /// Register a credential as a browser would (navigator.credentials.create).
+    Register(webauthn_cmds::CeremonyArgs),
+    /// Sign in with a credential as a browser would (navigator.credentials.get).
+    Assert(webauthn_cmds::CeremonyArgs),
+    /// A security key's PIN: retries, set, change.
+    Pin {
+        #[command(flatten)]
+        device: device_cmds::DeviceArg,
+        #[command(subcommand)]
+        command: device_cmds::PinCommand,
+    },
+    /// Reset a security key (deletes every credential and the PIN).
+    Reset {
+        #[command(flatten)]
+        device: device_cmds::DeviceArg,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// A security key's discoverable credentials: list, delete.
+    Creds {
+        #[command(flatten)]
+        device: device_cmds::DeviceArg,
+        #[command(subcommand)]
+        command: device_cmds::CredsCommand,
+    },
+    /// Relying parties and their ceremonies (login servers).
+    #[command(subcommand)]
+    Rp(rp::RpCommand),
     /// Digipass-style tokens: create, import, check, software tokens, PANIC.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -52,6 +87,8 @@ enum Command {
 enum VirtualCommand {
     /// Run one software security key in the foreground on a socket or as a uhid device.
     Serve(virtual_serve::ServeArgs),
+    #[command(flatten)]
+    Daemon(virtual_cmds::VirtualDaemonCommand),
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -84,6 +121,22 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Token(command) => runtime()?.block_on(token::run(&cli.bus, cli.json, command)),
+        Command::Virtual(VirtualCommand::Daemon(command)) => {
+            runtime()?.block_on(virtual_cmds::run(&cli.bus, cli.json, command))
+        }
+        Command::Info(device) => runtime()?.block_on(device_cmds::info(&cli.bus, cli.json, device)),
+        Command::Register(args) => runtime()?.block_on(webauthn_cmds::run(&cli.bus, true, args)),
+        Command::Assert(args) => runtime()?.block_on(webauthn_cmds::run(&cli.bus, false, args)),
+        Command::Pin { device, command } => {
+            runtime()?.block_on(device_cmds::pin(&cli.bus, cli.json, device, command))
+        }
+        Command::Reset { device, yes } => {
+            runtime()?.block_on(device_cmds::reset(&cli.bus, cli.json, device, yes))
+        }
+        Command::Creds { device, command } => {
+            runtime()?.block_on(device_cmds::creds(&cli.bus, cli.json, device, command))
+        }
+        Command::Rp(command) => runtime()?.block_on(rp::run(&cli.bus, cli.json, command)),
         Command::Devices => runtime()?.block_on(devices::list(&cli.bus, cli.json)),
     }
 }
