@@ -2,8 +2,9 @@
 //! by our host driver and by libfido2's `fido2-token`, under the project's QEMU runner
 //! (tests/hidvm/setup.sh, built into target/hidvm).
 //!
-//! The host test (`hidvm_real_kernel`) boots the guest and runs *this same test binary* inside
-//! it (the host root is mounted read-only, so the path is the same) with
+//! The host test (`hidvm_real_kernel`) boots the guest and runs a copy of *this same test
+//! binary* inside it, from the shared work dir (the guest mounts a fresh tmpfs on /tmp, so a
+//! checkout under /tmp would be invisible), with
 //! `KEYGATE_HIDVM_GUEST=<workdir>`, which turns `guest_side` from a no-op into the guest
 //! program. The guest writes `HIDVM <step> ok|FAIL ...` lines; the host checks them and the
 //! `GUEST_RC` line.
@@ -33,6 +34,8 @@ use keygate::hid::hidraw;
 use tokio_util::sync::CancellationToken;
 
 const GUEST_ENV: &str = "KEYGATE_HIDVM_GUEST";
+/// Path of the keygatectl copy the guest runs.
+const KEYGATECTL_ENV: &str = "KEYGATE_HIDVM_KEYGATECTL";
 const VENDOR: u16 = 0x1209;
 const PRODUCT: u16 = 0xf1d0;
 
@@ -95,17 +98,23 @@ fn hidvm_real_kernel() {
         !work_path.contains(' '),
         "hidvm work dir must not contain spaces"
     );
-    let exe = std::env::current_exe().unwrap();
+    // The guest sees the host root read-only but with a fresh tmpfs on /tmp, so a checkout under
+    // /tmp is invisible there: run copies of the binaries from the shared work dir instead.
+    let exe = work.path().join("transport_hidvm");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    let keygatectl = work.path().join("keygatectl");
+    std::fs::copy(env!("CARGO_BIN_EXE_keygatectl"), &keygatectl).unwrap();
     let fido2_token = which("fido2-token");
     let script = work.path().join("guest.sh");
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\nexport {GUEST_ENV}={work_path} PATH=/usr/sbin:/usr/bin:/sbin:/bin RUST_BACKTRACE=1 {fido}\n\
+            "#!/bin/sh\nexport {GUEST_ENV}={work_path} {KEYGATECTL_ENV}={keygatectl} PATH=/usr/sbin:/usr/bin:/sbin:/bin RUST_BACKTRACE=1 {fido}\n\
              cd {work_path}\n\
              {exe} --exact guest_side --nocapture --test-threads=1 > {work_path}/guest.log 2>&1\n\
              rc=$?\ncat {work_path}/guest.log\nexit $rc\n",
             exe = exe.display(),
+            keygatectl = keygatectl.display(),
             fido = if fido2_token.is_some() { "" } else { "KEYGATE_NO_FIDO2_TOKEN=1" },
         ),
     )
@@ -221,7 +230,11 @@ fn guest_side() {
 
 async fn guest_main(work: PathBuf) -> bool {
     // keygate's software key on uhid, as a user would run it.
-    let mut serve = match tokio::process::Command::new(env!("CARGO_BIN_EXE_keygatectl"))
+    let keygatectl = std::env::var_os(KEYGATECTL_ENV).map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_keygatectl")),
+        PathBuf::from,
+    );
+    let mut serve = match tokio::process::Command::new(keygatectl)
         .args(["--json", "virtual", "serve", "--uhid"])
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
