@@ -19,14 +19,19 @@ APT_PACKAGES=(
   fido2-tools              # libfido2's fido2-token / fido2-cred, run inside the hidvm guest
   python3-venv
   util-linux               # setpriv for the access-control tests
+  passwd                   # groupadd/groupdel for the access-control tests
+  systemd                  # systemd-analyze verify/security on the shipped unit
   publicsuffix             # registrable-domain rules for the WebAuthn client
 )
+if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+# tests/hidvm/setup.sh fetches the guest kernel and QEMU with `apt-get download`: it needs lists.
+if [ ${#missing[@]} -gt 0 ] || ! ls /var/lib/apt/lists/*_Packages >/dev/null 2>&1; then
+  $SUDO apt-get update -q
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
-  if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
-  $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
@@ -48,3 +53,6 @@ log "cargo clippy"
 cargo clippy --all-targets -- -D warnings
 log "cargo test (unit, integration, interop, doc)"
 cargo test
+
+log "keygatectl demo (README's first command)"
+cargo run -q --bin keygatectl -- demo
