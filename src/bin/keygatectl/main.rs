@@ -86,7 +86,7 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum VirtualCommand {
     /// Run one software security key in the foreground on a socket or as a uhid device.
-    Serve(virtual_serve::ServeArgs),
+    Serve(Box<virtual_serve::ServeArgs>),
     #[command(flatten)]
     Daemon(virtual_cmds::VirtualDaemonCommand),
 }
@@ -101,7 +101,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Virtual(VirtualCommand::Serve(args)) => virtual_serve::run(args, cli.json),
+        Command::Virtual(VirtualCommand::Serve(args)) => virtual_serve::run(*args, cli.json),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "keygatectl", &mut std::io::stdout());

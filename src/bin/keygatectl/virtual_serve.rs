@@ -14,11 +14,11 @@ use keygate::secret::Secret;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-/// Options of `keygatectl virtual serve` (boxed: they are large next to other subcommands).
+/// Options of `keygatectl virtual serve`.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     #[command(flatten)]
-    inner: Box<ServeOptions>,
+    inner: ServeOptions,
 }
 
 /// The options themselves.
@@ -162,7 +162,7 @@ pub fn run(args: ServeArgs, json: bool) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(serve_main(*args.inner, json))
+    runtime.block_on(serve_main(args.inner, json))
 }
 
 async fn serve_main(args: ServeOptions, json: bool) -> anyhow::Result<()> {
