@@ -98,7 +98,7 @@ fn versions(store: &SqliteStore) -> Vec<i64> {
 fn migrations_are_idempotent_on_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_state_dir(dir.path()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     assert_eq!(versions(&store), vec![1, 2]);
     let journal: String = store
         .read(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))

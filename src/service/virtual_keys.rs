@@ -18,8 +18,9 @@ use super::device_object::DeviceObject;
 use super::devices::{DeviceHandle, DeviceKind, DeviceRecord};
 use super::error::BusError;
 use super::names::{MANAGER_IFACE, ROOT_PATH};
+use super::virtual_restore::KeySlot;
 use crate::authenticator::{
-    AttestationKind, CtapVersion, PresencePolicy, SharedSoftKey, SoftKey, SoftKeyOptions,
+    AttestationKind, CtapVersion, PresencePolicy, SharedSoftKey, SoftKeyOptions,
 };
 use crate::device::{Device, DeviceOptions};
 use crate::hid::ReportPipe;
@@ -43,6 +44,7 @@ struct CreateOptions {
     min_pin_length: Option<u8>,
     large_blobs: Option<bool>,
     aaguid: Option<String>,
+    persist: Option<bool>,
 }
 
 fn presence_policy(name: &str, timeout_ms: Option<u64>) -> Result<PresencePolicy, BusError> {
@@ -120,15 +122,17 @@ impl Virtual {
     }
 }
 
-/// Starts a software key and its driver; returns the handle (not yet registered).
+/// Starts a software key at `slot` (path and state vault) and its driver; returns the handle
+/// (not yet registered).
 pub async fn start_key(
     shared: &Shared,
     owner: u32,
     name: String,
     options: SoftKeyOptions,
     policy: PresencePolicy,
+    slot: KeySlot,
 ) -> Result<Arc<DeviceHandle>, BusError> {
-    let key = SoftKey::new(options).map_err(|e| BusError::InvalidArgs(e.to_string()))?;
+    let key = super::virtual_restore::open_soft_key(options, slot.vault).await?;
     let key = SharedSoftKey::new(key, policy);
     let (host, device_end) = crate::hid::pair();
     let stop = shared.cancel.child_token();
@@ -148,10 +152,9 @@ pub async fn start_key(
         }
     };
     let info = device.info().cloned().unwrap_or_default();
-    let path = shared.devices.allocate_path(DeviceKind::Virtual);
     Ok(Arc::new(DeviceHandle {
         record: DeviceRecord {
-            path,
+            path: slot.path,
             kind: DeviceKind::Virtual,
             name,
             owner: Some(owner),
@@ -184,7 +187,10 @@ impl Virtual {
     /// `options_json` (all optional): `{"name", "pin", "resident_keys", "client_pin",
     /// "presence": "auto"|"deny"|"wait", "presence_timeout_ms", "attestation":
     /// "none"|"self"|"packed", "ctap": "2.1"|"2.0"|"u2f", "always_uv", "min_pin_length",
-    /// "large_blobs", "aaguid"}`. `DeviceAdded` goes to the calling connection only.
+    /// "large_blobs", "aaguid", "persist"}`. `DeviceAdded` goes to the calling connection only.
+    /// `"persist": true` keeps the key (credentials, counter, PIN) in the store across restarts
+    /// of keygated at the same path; the default `false` gives an ephemeral key, as Chrome's
+    /// virtual authenticators are.
     #[zbus(out_args("device"))]
     async fn create(
         &self,
@@ -217,7 +223,16 @@ impl Virtual {
             ));
         }
         let (soft, policy) = build_options(&options)?;
-        let handle = start_key(&self.shared, caller.uid, name, soft, policy).await?;
+        let persist = options.persist.unwrap_or(false);
+        let handle = super::virtual_restore::start_created(
+            &self.shared,
+            caller.uid,
+            name,
+            soft,
+            policy,
+            persist,
+        )
+        .await?;
         let path = handle.record.path.clone();
         server
             .at(
@@ -261,7 +276,8 @@ impl Virtual {
             .collect())
     }
 
-    /// Removes one of the caller's software keys (root: any).
+    /// Removes one of the caller's software keys (root: any); a persistent key's stored state
+    /// is deleted first.
     async fn remove(
         &self,
         path: OwnedObjectPath,
@@ -272,6 +288,7 @@ impl Virtual {
         let _gate = self.shared.gate.enter().await?;
         let caller = self.shared.access.caller(conn, &header).await?;
         let handle = self.own_key(&caller, path.as_str())?;
+        self.shared.persistent.forget(path.as_str()).await?;
         handle.stop.cancel();
         self.shared.devices.remove(path.as_str());
         server.remove::<DeviceObject, _>(&path).await?;
