@@ -548,6 +548,11 @@ mod tests {
             twin.remove_credential(&injected.id),
             Err(AuthnError::Vault(_))
         ));
+        // The loser went back to the durable state (the winner's) and writes on from there.
+        assert!(twin.credentials().is_empty());
+        twin.inject_credential(InjectCredential::discoverable("example.org", b"two"))
+            .unwrap();
+        assert_eq!(store.virtual_key("k1").unwrap().unwrap().generation, 4);
         // The row was removed under the key: a state change answers CTAP1_ERR_OTHER (0x7f).
         assert!(store.delete_virtual_key("k1").unwrap());
         let reset = key.handle_cbor(&[0x07], &mut AutoApproveForTests, Instant::now());
