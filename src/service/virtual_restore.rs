@@ -363,18 +363,19 @@ pub async fn start_created(
     started
 }
 
-/// The counter of a software key's object path (`.../devices/virtualN` → N).
+/// Highest path counter a stored key may have: [`reserve_paths`] allocates up to it, so a
+/// tampered row must not make it loop for long.
+const MAX_PATH_INDEX: u64 = 1 << 20;
+
+/// The counter of a software key's object path (`.../devices/virtualN` → N), if it is one.
 fn path_index(path: &str) -> Option<u64> {
     path.strip_prefix(DEVICES_PATH)?
         .strip_prefix('/')?
         .strip_prefix(DeviceKind::Virtual.as_str())?
         .parse()
         .ok()
+        .filter(|index| *index < MAX_PATH_INDEX)
 }
-
-/// Most allocations [`reserve_paths`] makes to step over stored paths (a guard against a
-/// tampered index).
-const MAX_RESERVED: u64 = 1 << 20;
 
 /// Moves the registry's path counter past every stored key's path, so a key created after the
 /// restart never gets the path of a stored one (restored or not). The registry allocates by
@@ -383,13 +384,6 @@ fn reserve_paths(shared: &Shared, records: &[VirtualKeyRecord]) {
     let Some(highest) = records.iter().filter_map(|r| path_index(&r.path)).max() else {
         return;
     };
-    if highest >= MAX_RESERVED {
-        tracing::warn!(
-            highest,
-            "stored software key path index too large; not reserved"
-        );
-        return;
-    }
     loop {
         let path = shared.devices.allocate_path(DeviceKind::Virtual);
         if path_index(path.as_str()).is_none_or(|index| index >= highest) {
@@ -408,9 +402,6 @@ async fn restore_one(
     }
     let path =
         OwnedObjectPath::try_from(record.path.as_str()).map_err(|e| format!("object path: {e}"))?;
-    if shared.devices.get(path.as_str()).is_some() {
-        return Err("its object path is taken".into());
-    }
     let stored: StoredOptions =
         serde_json::from_str(&record.options).map_err(|e| format!("options: {e}"))?;
     let (options, policy) = stored.options().map_err(|e| format!("options: {e}"))?;
@@ -569,5 +560,9 @@ mod tests {
         assert_eq!(path_index("/org/keygate/Keygate1/devices/usb3"), None);
         assert_eq!(path_index("/org/keygate/Keygate1/devices/virtual"), None);
         assert_eq!(path_index("/elsewhere/virtual1"), None);
+        assert_eq!(
+            path_index(&format!("{DEVICES_PATH}/virtual{MAX_PATH_INDEX}")),
+            None
+        );
     }
 }
