@@ -552,6 +552,77 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_keys_share_commits_and_each_keeps_every_change() {
+        use crate::authenticator::InjectCredential;
+        const KEYS: usize = 8;
+        const CHANGES: usize = 25;
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Arc::new(
+            crate::store::SqliteStore::open(
+                dir.path(),
+                crate::store::StoreKey::from_bytes(&[2u8; 32]),
+            )
+            .unwrap(),
+        );
+        let store: Arc<dyn VirtualKeyStore> = sqlite.clone();
+        let before = sqlite.commit_stats();
+        let started = Instant::now();
+        let workers: Vec<_> = (0..KEYS)
+            .map(|n| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || {
+                    let new_key = NewVirtualKey {
+                        id: format!("k{n}"),
+                        owner_uid: 1000,
+                        name: "n".into(),
+                        path: format!("{DEVICES_PATH}/virtual{n}"),
+                        options: "{}".into(),
+                    };
+                    let vault = Box::new(StoreVault::create(store, new_key));
+                    let mut key = SoftKey::with_vault(
+                        SoftKeyOptions::default(),
+                        vault,
+                        Box::new(OsRandom),
+                        Instant::now(),
+                    )
+                    .unwrap();
+                    for i in 0..CHANGES {
+                        let user = format!("user {i}");
+                        key.inject_credential(InjectCredential::discoverable(
+                            "example.org",
+                            user.as_bytes(),
+                        ))
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        let elapsed = started.elapsed();
+        let after = sqlite.commit_stats();
+        let writes = after.writes - before.writes;
+        let commits = after.commits - before.commits;
+        assert_eq!(writes, (KEYS * (CHANGES + 1)) as u64);
+        eprintln!(
+            "{writes} key state writes of {KEYS} concurrent keys in {commits} commits, {elapsed:?}"
+        );
+        for record in store.list_virtual_keys().unwrap() {
+            assert_eq!(record.generation, (CHANGES + 1) as u64);
+            let vault = Box::new(StoreVault::existing(Arc::clone(&store), record));
+            let key = SoftKey::with_vault(
+                SoftKeyOptions::default(),
+                vault,
+                Box::new(OsRandom),
+                Instant::now(),
+            )
+            .unwrap();
+            assert_eq!(key.credentials().len(), CHANGES);
+        }
+    }
+
+    #[test]
     fn path_index_accepts_only_software_key_paths() {
         assert_eq!(
             path_index("/org/keygate/Keygate1/devices/virtual12"),
