@@ -437,6 +437,7 @@ fn udev_rules_parse_and_give_virtual_keys_to_their_owner() {
         (uhid, "keygate-uhid", "1000"),
         (usb, marker, "1000"),
         (uhid, marker, "1000,root"),
+        (uhid, marker, "0,1000"),
         (uhid, marker, ""),
     ] {
         assert_eq!(

@@ -26,6 +26,8 @@ use tokio_util::sync::CancellationToken;
 
 const VIRTUAL: &str = "org.keygate.Keygate1.Virtual";
 const RP: &str = "virtual.keygate.test";
+/// The system python (stdlib only), which every uid may run (a pyenv shim may not be).
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
 
 fn skip() -> bool {
     bus::skip_without("dbus-daemon") || bus::skip_without("busctl")
@@ -48,9 +50,10 @@ fn verify(key: &CoseKey, message: &[u8], der_signature: &[u8]) {
         .expect("assertion signature verifies");
 }
 
-/// Our host driver on `pipe`: MakeCredential, then GetAssertion with that credential, its
+/// Our host driver on `pipe`: MakeCredential (discoverable), then GetAssertion with that credential, its
 /// signature verified with the attested public key. Returns the credential id.
-async fn drive(pipe: impl ReportPipe) -> Vec<u8> {
+/// `user` names the user (a discoverable credential replaces one of the same user).
+async fn drive(pipe: impl ReportPipe, user: &str) -> Vec<u8> {
     let pipe: Box<dyn ReportPipe> = Box::new(pipe);
     let mut device = Device::open(pipe, DeviceOptions::default()).await.unwrap();
     assert!(device.is_ctap2());
@@ -62,8 +65,8 @@ async fn drive(pipe: impl ReportPipe) -> Vec<u8> {
             name: None,
         },
         user: PublicKeyCredentialUserEntity {
-            id: b"driver-user".to_vec(),
-            name: Some("driver".into()),
+            id: user.as_bytes().to_vec(),
+            name: Some(user.into()),
             display_name: None,
         },
         pub_key_cred_params: vec![PublicKeyCredentialParameters {
@@ -72,7 +75,8 @@ async fn drive(pipe: impl ReportPipe) -> Vec<u8> {
         }],
         exclude_list: None,
         extensions: None,
-        options: None,
+        // Discoverable, so that the key keeps it and StoredCredentials shows it.
+        options: Some([("rk".to_owned(), true)].into()),
         pin_uv_auth_param: None,
         pin_uv_auth_protocol: None,
         enterprise_attestation: None,
@@ -138,8 +142,8 @@ fn fido2_python() -> Option<PathBuf> {
     None
 }
 
-/// python-fido2 registers and signs in through `tests/interop/fido2_virtual.py`; returns the
-/// credential id it made (base64url).
+/// python-fido2 registers (a discoverable credential) and signs in through
+/// `tests/interop/fido2_virtual.py`; returns the credential id it made (base64url).
 fn python_fido2(python: &Path, args: &[&str], stdin: Stdio) -> String {
     let script = bus::project_dir().join("tests/interop/fido2_virtual.py");
     let out = Command::new(python)
@@ -230,9 +234,13 @@ async fn socket_and_descriptor_serve_one_key() {
     assert!(text.contains("socket: /"), "{text}");
 
     // Our driver through the socket, then through a descriptor from Connect: one key.
-    let by_socket = drive(SeqpacketPipe::connect(&socket).await.unwrap()).await;
+    let by_socket = drive(SeqpacketPipe::connect(&socket).await.unwrap(), "by socket").await;
     let fd = transports.connect(&path).await.unwrap();
-    let by_fd = drive(SeqpacketPipe::from_fd(std::os::fd::OwnedFd::from(fd)).unwrap()).await;
+    let by_fd = drive(
+        SeqpacketPipe::from_fd(std::os::fd::OwnedFd::from(fd)).unwrap(),
+        "by fd",
+    )
+    .await;
     assert_ne!(by_socket, by_fd);
     let stored = stored_ids(&virt, &path).await;
     for made in [&by_socket, &by_fd] {
@@ -268,7 +276,11 @@ async fn socket_and_descriptor_serve_one_key() {
         "{err:?}"
     );
     let fd = transports.connect(&plain).await.unwrap();
-    drive(SeqpacketPipe::from_fd(std::os::fd::OwnedFd::from(fd)).unwrap()).await;
+    drive(
+        SeqpacketPipe::from_fd(std::os::fd::OwnedFd::from(fd)).unwrap(),
+        "plain",
+    )
+    .await;
 
     // Remove unlinks the socket; the key is gone for Connect and Socket.
     virt.remove(&path).await.unwrap();
@@ -299,14 +311,28 @@ fn probe(who: Option<&As>, socket: &Path) -> String {
     let mut cmd = match who {
         Some(who) => {
             let mut c = Command::new("setpriv");
-            c.args(who.setpriv()).arg("python3");
+            c.args(who.setpriv()).arg(SYSTEM_PYTHON);
             c
         }
-        None => Command::new("python3"),
+        None => Command::new(SYSTEM_PYTHON),
     };
     let out = cmd.arg("-c").arg(source).arg(socket).output().unwrap();
     assert!(out.status.success(), "{out:?}");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The text of a log without its terminal colours.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| c.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn busctl_data(call: &bus::Call) -> String {
@@ -320,7 +346,7 @@ fn busctl_data(call: &bus::Call) -> String {
 /// The socket admits its owner and root only (SO_PEERCRED), and Connect its owner and root.
 #[test]
 fn other_uids_are_refused() {
-    if skip() || bus::skip_without("setpriv") || bus::skip_without("python3") {
+    if skip() || bus::skip_without("setpriv") || bus::skip_without(SYSTEM_PYTHON) {
         return;
     }
     if !nix::unistd::getuid().is_root() {
@@ -368,7 +394,7 @@ fn other_uids_are_refused() {
     assert_eq!(probe(Some(&As::nobody()), &socket), "closed");
     assert_eq!(probe(None, &socket), "answered", "root may connect");
     assert_eq!(probe(Some(&owner), &socket), "answered", "still serving");
-    let log = daemon.log_text();
+    let log = strip_ansi(&daemon.log_text());
     assert!(
         log.contains("refused a connection") && log.contains("peer_uid=3"),
         "{log}"
@@ -468,7 +494,7 @@ async fn uhid_keys_are_marked_and_listed_once() {
     assert_eq!(named[0].0.as_str(), path.as_str());
     if node.exists() {
         let pipe = keygate::hid::hidraw::open(&node).unwrap();
-        drive(pipe).await;
+        drive(pipe, "by hidraw").await;
     }
     virt.remove(&path).await.unwrap();
     wait_until("the uhid device to go away", || {

@@ -6,7 +6,7 @@ Run by tests/service_virtual.rs:
   fido2_virtual.py socket PATH   connect to the key's socket
   fido2_virtual.py stdin         stdin is a connected SOCK_SEQPACKET socket
 
-A Fido2Client makes a credential and an assertion (MakeCredential + GetAssertion) and a
+A Fido2Client makes a discoverable credential and an assertion (MakeCredential + GetAssertion) and a
 Fido2Server verifies both. Prints "ok register", "ok authenticate", then
 "credential <base64url id>" so that the caller can find it on the key over the bus.
 """
@@ -25,6 +25,7 @@ from fido2.server import Fido2Server  # noqa: E402
 from fido2.webauthn import (  # noqa: E402
     PublicKeyCredentialRpEntity,
     PublicKeyCredentialUserEntity,
+    ResidentKeyRequirement,
     UserVerificationRequirement,
 )
 
@@ -59,7 +60,8 @@ def main():
         client = Fido2Client(dev, DefaultClientDataCollector(ORIGIN), UserInteraction())
         server = Fido2Server(PublicKeyCredentialRpEntity(name="Example", id=RP_ID))
         options, state = server.register_begin(
-            PublicKeyCredentialUserEntity(id=b"virtual-user", name="virtual", display_name="Virtual"),
+            PublicKeyCredentialUserEntity(id=f"python {mode}".encode(), name=mode, display_name=mode),
+            resident_key_requirement=ResidentKeyRequirement.REQUIRED,
             user_verification=UserVerificationRequirement.DISCOURAGED,
         )
         cred = server.register_complete(state, client.make_credential(options.public_key)).credential_data
