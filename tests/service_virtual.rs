@@ -434,6 +434,9 @@ fn other_uids_are_refused() {
     assert!(!socket.exists());
 }
 
+/// Set in the hidvm guest: there /dev/uhid must work.
+const REQUIRE_UHID_ENV: &str = "KEYGATE_REQUIRE_UHID";
+
 /// The hidraw node of a uhid device marked as ours for `uid`, from sysfs.
 fn marked_hidraw(uid: u32) -> Option<PathBuf> {
     let sysfs = Path::new(keygate::hid::hidraw::SYSFS_CLASS_HIDRAW);
@@ -467,6 +470,10 @@ async fn uhid_keys_are_marked_and_listed_once() {
         .open("/dev/uhid")
         .is_ok();
     let created = virt.create(r#"{"uhid":true,"name":"uhid key"}"#).await;
+    assert!(
+        usable || std::env::var_os(REQUIRE_UHID_ENV).is_none(),
+        "/dev/uhid is not usable but {REQUIRE_UHID_ENV} is set"
+    );
     if !usable {
         let err = created.unwrap_err();
         assert_eq!(
@@ -501,4 +508,95 @@ async fn uhid_keys_are_marked_and_listed_once() {
         marked_hidraw(uid).is_none()
     });
     drop(daemon);
+}
+
+/// The project's QEMU runner (tests/hidvm/setup.sh; transport_hidvm builds the same one), or
+/// None when it cannot be built here.
+fn hidvm_runner() -> Option<PathBuf> {
+    // CARGO_TARGET_TMPDIR is <target>/tmp.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()?
+        .join("hidvm");
+    let run = dir.join("run.sh");
+    if !(run.exists() && dir.join("vmlinux").exists()) {
+        let setup = bus::project_dir().join("tests/hidvm/setup.sh");
+        let out = Command::new("bash").arg(setup).arg(&dir).output().ok()?;
+        if !out.status.success() {
+            eprintln!(
+                "hidvm setup failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+    }
+    run.exists().then_some(run)
+}
+
+/// `uhid_keys_are_marked_and_listed_once` again under a real kernel where /dev/uhid works (the
+/// hidvm guest, as root): keygated and a dbus-daemon run in the guest; the key's hidraw node
+/// carries the marker and the owner, keygated's scan does not list it twice, our driver works
+/// through /dev/hidraw, and Remove destroys the device.
+#[test]
+fn uhid_under_a_real_kernel() {
+    if std::env::var_os(REQUIRE_UHID_ENV).is_some() || skip() {
+        return; // inside the guest only the uhid test runs
+    }
+    let Some(run) = hidvm_runner() else {
+        assert!(
+            std::env::var("KEYGATE_REQUIRE_INTEROP").as_deref() != Ok("1"),
+            "KEYGATE_REQUIRE_INTEROP=1 but the hidvm runner could not be built"
+        );
+        println!("skipped: the hidvm runner could not be built");
+        return;
+    };
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let work = tempfile::Builder::new()
+        .prefix("hidvm-virtual")
+        .tempdir_in(&target)
+        .unwrap();
+    let work_dir = work.path().display().to_string();
+    assert!(
+        !work_dir.contains(' '),
+        "hidvm work dir must not contain spaces"
+    );
+    // The guest sees the host root read-only with a fresh /tmp: the binaries run from the shared
+    // work dir, and keygated is put back where the harness looks for it if that is under /tmp.
+    let exe = work.path().join("service_virtual");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    let keygated = Path::new(env!("CARGO_BIN_EXE_keygated"));
+    std::fs::copy(keygated, work.path().join("keygated")).unwrap();
+    let script = work.path().join("guest.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nexport PATH=/usr/sbin:/usr/bin:/sbin:/bin RUST_BACKTRACE=1 {REQUIRE_UHID_ENV}=1\n\
+             [ -x {keygated} ] || {{ mkdir -p {keygated_dir} && cp {work_dir}/keygated {keygated}; }}\n\
+             cd {work_dir}\n\
+             {exe} --exact uhid_keys_are_marked_and_listed_once --nocapture --test-threads=1 \
+             > {work_dir}/guest.log 2>&1\nrc=$?\ncat {work_dir}/guest.log\nexit $rc\n",
+            keygated = keygated.display(),
+            keygated_dir = keygated.parent().unwrap().display(),
+            exe = exe.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(&run)
+        .arg(&work_dir)
+        .arg(&script)
+        .env("TMO", "240")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("guest output:\n{stdout}");
+    assert!(
+        stdout.contains("test uhid_keys_are_marked_and_listed_once ... ok"),
+        "guest: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("skipped"), "{stdout}");
+    assert!(stdout.contains("GUEST_RC=0"), "{stdout}");
 }
