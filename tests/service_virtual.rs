@@ -198,6 +198,12 @@ async fn socket_and_descriptor_serve_one_key() {
     let virt = VirtualProxy::new(&conn).await.unwrap();
     let transports = VirtualTransportsProxy::new(&conn).await.unwrap();
 
+    // A socket left behind by an earlier keygated killed with SIGKILL.
+    let dir = daemon.state_dir.join("run").join("virtual");
+    std::fs::create_dir_all(&dir).unwrap();
+    let stale = dir.join("virtual42.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+
     // keygatectl creates the key and prints its socket.
     let out = Command::new(env!("CARGO_BIN_EXE_keygatectl"))
         .arg(format!("--bus-address={}", bus.address))
@@ -220,8 +226,8 @@ async fn socket_and_descriptor_serve_one_key() {
         socket.to_str().unwrap()
     );
     let id = path.as_str().rsplit('/').next().unwrap();
-    let dir = daemon.state_dir.join("run").join("virtual");
     assert_eq!(socket, dir.join(format!("{id}.sock")));
+    assert!(!stale.exists(), "stale socket not swept");
     assert!(std::fs::metadata(&socket).unwrap().file_type().is_socket());
     assert_eq!(mode(&socket), 0o666, "SO_PEERCRED is the gate");
     assert_eq!(mode(&dir), 0o711);

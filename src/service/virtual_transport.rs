@@ -19,8 +19,10 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -79,10 +81,32 @@ struct SocketFile {
 
 impl SocketFile {
     fn unlink(&self) {
-        match std::fs::remove_file(&self.path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(socket = %self.path.display(), error = %e, "cannot unlink"),
+        unlink_quietly(&self.path);
+    }
+}
+
+/// Removes a file; a missing one is fine, other failures are logged.
+fn unlink_quietly(path: &Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(socket = %path.display(), error = %e, "cannot unlink"),
+    }
+}
+
+/// Removes the sockets (`*.sock`) that an earlier keygated left in `dir` when it did not stop
+/// cleanly: key ids restart with every run, so nothing can reach those keys any more.
+fn sweep_stale_sockets(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_socket())
+            && path.extension().is_some_and(|e| e == "sock")
+        {
+            tracing::info!(socket = %path.display(), "removing a stale software-key socket");
+            unlink_quietly(&path);
         }
     }
 }
@@ -180,6 +204,8 @@ pub struct Transports {
     runtime_dir: PathBuf,
     uhid_node: PathBuf,
     keys: Mutex<HashMap<String, KeyTransports>>,
+    /// Whether stale sockets of an earlier run were swept (once, before the first bind).
+    swept: AtomicBool,
 }
 
 impl Transports {
@@ -189,6 +215,7 @@ impl Transports {
             runtime_dir,
             uhid_node: PathBuf::from(UhidDevice::PATH),
             keys: Mutex::new(HashMap::new()),
+            swept: AtomicBool::new(false),
         }
     }
 
@@ -280,6 +307,9 @@ impl Transports {
             BusError::Failed(format!("software key socket: {what}: {e}"))
         };
         let dir = socket_dir(&self.runtime_dir).map_err(|e| failed("runtime directory", &e))?;
+        if !self.swept.swap(true, Ordering::Relaxed) {
+            sweep_stale_sockets(&dir);
+        }
         let id = handle
             .record
             .path
@@ -290,7 +320,7 @@ impl Transports {
         let path = dir.join(format!("{id}.sock"));
         // Key ids restart with keygated: a file of that name is a stale socket of an earlier run
         // in our own directory.
-        SocketFile { path: path.clone() }.unlink();
+        unlink_quietly(&path);
         let listener = SeqpacketListener::bind(&path).map_err(|e| failed("bind", &e))?;
         let socket = Arc::new(SocketFile { path });
         // connect(2) needs write permission on the socket file, and keygated usually runs as
@@ -412,6 +442,22 @@ mod tests {
         assert_eq!(socket_dir(&runtime).unwrap(), dir);
         assert_eq!(mode(&dir), 0o711);
         assert!(socket_dir(&root.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn stale_sockets_are_swept_other_files_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join("virtual3.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+        let other_socket = dir.path().join("other");
+        drop(std::os::unix::net::UnixListener::bind(&other_socket).unwrap());
+        let not_a_socket = dir.path().join("notes.sock");
+        std::fs::write(&not_a_socket, b"x").unwrap();
+        assert!(stale.exists());
+        sweep_stale_sockets(dir.path());
+        assert!(!stale.exists());
+        assert!(other_socket.exists() && not_a_socket.exists());
+        sweep_stale_sockets(&dir.path().join("missing"));
     }
 
     #[test]
