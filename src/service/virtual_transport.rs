@@ -85,6 +85,12 @@ impl SocketFile {
     }
 }
 
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        self.unlink();
+    }
+}
+
 /// Removes a file; a missing one is fine, other failures are logged.
 fn unlink_quietly(path: &Path) {
     match std::fs::remove_file(path) {
@@ -108,12 +114,6 @@ fn sweep_stale_sockets(dir: &Path) {
             tracing::info!(socket = %path.display(), "removing a stale software-key socket");
             unlink_quietly(&path);
         }
-    }
-}
-
-impl Drop for SocketFile {
-    fn drop(&mut self) {
-        self.unlink();
     }
 }
 
