@@ -25,6 +25,7 @@ pub mod tokens;
 pub mod usb;
 pub mod virtual_keys;
 pub mod virtual_restore;
+pub mod virtual_transport;
 pub mod webauthn_iface;
 
 use std::path::PathBuf;
@@ -197,14 +198,19 @@ pub async fn run(options: Options, cancel: CancellationToken) -> Result<(), Serv
         BusTarget::Address(addr) => zbus::connection::Builder::address(addr.as_str()),
     };
     // Persistent software keys come back at their paths before anybody can call.
-    let restored = virtual_restore::restore(&shared).await?;
+    let virt = virtual_keys::Virtual::new(Arc::clone(&shared));
     let mut builder = builder;
-    for handle in &restored {
+    for restored in virtual_restore::restore(&shared).await? {
+        let handle = restored.handle;
+        if let Err(e) = virt.attach_transports(&handle, restored.transports) {
+            // The key stays usable as a Device; only the transport that failed is missing.
+            tracing::warn!(path = %handle.record.path, error = %e, "restored software key: transport not started");
+        }
         builder = builder.serve_at(
             handle.record.path.clone(),
-            device_object::DeviceObject::new(Arc::clone(&shared), Arc::clone(handle)),
+            device_object::DeviceObject::new(Arc::clone(&shared), Arc::clone(&handle)),
         );
-        shared.devices.insert(Arc::clone(handle));
+        shared.devices.insert(handle);
     }
     // Objects first, then the name: a call to the name always finds its object.
     let connection = builder
@@ -217,10 +223,7 @@ pub async fn run(options: Options, cancel: CancellationToken) -> Result<(), Serv
             names::ROOT_PATH,
             relying_party::RelyingParty::new(Arc::clone(&shared), Arc::clone(&rps)),
         )
-        .serve_at(
-            names::ROOT_PATH,
-            virtual_keys::Virtual::new(Arc::clone(&shared)),
-        )
+        .serve_at(names::ROOT_PATH, virt)
         .serve_at(
             names::ROOT_PATH,
             webauthn_iface::WebAuthn::new(Arc::clone(&shared)),

@@ -27,6 +27,7 @@ use super::devices::{DeviceHandle, DeviceKind};
 use super::error::{BusError, ServiceError};
 use super::names::DEVICES_PATH;
 use super::virtual_keys::start_key;
+use super::virtual_transport::TransportOptions;
 use crate::authenticator::keys::OsRandom;
 use crate::authenticator::{
     AttestationKind, AuthnError, CounterMode, CredentialVault, CtapVersion, MemoryVault,
@@ -42,6 +43,26 @@ pub struct KeySlot {
     pub path: OwnedObjectPath,
     /// The key's state: in memory, or a row of the store.
     pub vault: Box<dyn CredentialVault>,
+}
+
+/// What a key is started with: its options, presence policy and transports.
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    /// The soft key's options.
+    pub options: SoftKeyOptions,
+    /// User-presence behaviour.
+    pub policy: PresencePolicy,
+    /// Socket and uhid transports besides the Device object.
+    pub transports: TransportOptions,
+}
+
+/// A stored key started again at keygated's start (not yet registered or served).
+#[derive(Debug)]
+pub struct RestoredKey {
+    /// The started key.
+    pub handle: Arc<DeviceHandle>,
+    /// The transports it was created with (the caller attaches them).
+    pub transports: TransportOptions,
 }
 
 /// The persistent software keys of this keygated: the store, and which object path is which
@@ -116,13 +137,20 @@ struct StoredOptions {
     presence: String,
     /// Timeout of `wait`, in milliseconds.
     presence_timeout_ms: Option<u64>,
+    /// Also served on a socket under the runtime directory.
+    #[serde(default)]
+    socket: bool,
+    /// Also a uhid device.
+    #[serde(default)]
+    uhid: bool,
 }
 
 const STORED_OPTIONS_VERSION: u32 = 1;
 
 impl StoredOptions {
-    fn new(options: &SoftKeyOptions, policy: PresencePolicy) -> Self {
-        let (presence, presence_timeout_ms) = match policy {
+    fn new(config: &KeyConfig) -> Self {
+        let options = &config.options;
+        let (presence, presence_timeout_ms) = match config.policy {
             PresencePolicy::AutoApprove => ("auto", None),
             PresencePolicy::Deny => ("deny", None),
             PresencePolicy::WaitForApproval { timeout } => (
@@ -145,10 +173,12 @@ impl StoredOptions {
             max_large_blob: options.max_large_blob,
             presence: presence.to_owned(),
             presence_timeout_ms,
+            socket: config.transports.socket,
+            uhid: config.transports.uhid,
         }
     }
 
-    fn options(&self) -> Result<(SoftKeyOptions, PresencePolicy), String> {
+    fn config(&self) -> Result<KeyConfig, String> {
         if self.v != STORED_OPTIONS_VERSION {
             return Err(format!("unknown options version {}", self.v));
         }
@@ -175,7 +205,15 @@ impl StoredOptions {
             },
             (other, _) => return Err(format!("unknown presence policy {other:?}")),
         };
-        Ok((options, policy))
+        let transports = TransportOptions {
+            socket: self.socket,
+            uhid: self.uhid,
+        };
+        Ok(KeyConfig {
+            options,
+            policy,
+            transports,
+        })
     }
 }
 
@@ -310,27 +348,19 @@ pub async fn start_created(
     shared: &Shared,
     owner: u32,
     name: String,
-    options: SoftKeyOptions,
-    policy: PresencePolicy,
+    config: KeyConfig,
     persist: bool,
 ) -> Result<Arc<DeviceHandle>, BusError> {
     let path = shared.devices.allocate_path(DeviceKind::Virtual);
     if !persist {
         let vault = Box::new(MemoryVault::new());
-        return start_key(
-            shared,
-            owner,
-            name,
-            options,
-            policy,
-            KeySlot { path, vault },
-        )
-        .await;
+        let slot = KeySlot { path, vault };
+        return start_key(shared, owner, name, config.options, config.policy, slot).await;
     }
     let mut id = [0u8; 16];
     getrandom::fill(&mut id).map_err(|_| BusError::Failed("random source failed".into()))?;
     let id = data_encoding::HEXLOWER.encode(&id);
-    let stored = serde_json::to_string(&StoredOptions::new(&options, policy))
+    let stored = serde_json::to_string(&StoredOptions::new(&config))
         .map_err(|e| BusError::Failed(format!("options: {e}")))?;
     let store = Arc::clone(&shared.persistent.store);
     let new_key = NewVirtualKey {
@@ -341,15 +371,8 @@ pub async fn start_created(
         options: stored,
     };
     let vault = Box::new(StoreVault::create(Arc::clone(&store), new_key));
-    let started = start_key(
-        shared,
-        owner,
-        name,
-        options,
-        policy,
-        KeySlot { path, vault },
-    )
-    .await;
+    let slot = KeySlot { path, vault };
+    let started = start_key(shared, owner, name, config.options, config.policy, slot).await;
     match &started {
         Ok(handle) => shared.persistent.remember(handle.record.path.as_str(), &id),
         Err(_) => {
@@ -366,6 +389,15 @@ pub async fn start_created(
 /// Highest path counter a stored key may have: [`reserve_paths`] allocates up to it, so a
 /// tampered row must not make it loop for long.
 const MAX_PATH_INDEX: u64 = 1 << 20;
+
+/// Gives up a key just started by [`start_created`] (its transports failed): stops it and
+/// deletes its stored row, if any.
+pub async fn abandon(shared: &Shared, handle: &DeviceHandle) {
+    handle.stop.cancel();
+    if let Err(e) = shared.persistent.forget(handle.record.path.as_str()).await {
+        tracing::warn!(path = %handle.record.path, error = %e, "abandoned software key not deleted");
+    }
+}
 
 /// The counter of a software key's object path (`.../devices/virtualN` → N), if it is one.
 fn path_index(path: &str) -> Option<u64> {
@@ -396,7 +428,7 @@ async fn restore_one(
     shared: &Shared,
     store: &Arc<dyn VirtualKeyStore>,
     record: VirtualKeyRecord,
-) -> Result<Arc<DeviceHandle>, String> {
+) -> Result<RestoredKey, String> {
     if path_index(&record.path).is_none() {
         return Err("its object path is not a software key path".into());
     }
@@ -404,27 +436,24 @@ async fn restore_one(
         OwnedObjectPath::try_from(record.path.as_str()).map_err(|e| format!("object path: {e}"))?;
     let stored: StoredOptions =
         serde_json::from_str(&record.options).map_err(|e| format!("options: {e}"))?;
-    let (options, policy) = stored.options().map_err(|e| format!("options: {e}"))?;
+    let config = stored.config().map_err(|e| format!("options: {e}"))?;
     let (id, owner, name) = (record.id.clone(), record.owner_uid, record.name.clone());
     let vault = Box::new(StoreVault::existing(Arc::clone(store), record));
-    let handle = start_key(
-        shared,
-        owner,
-        name,
-        options,
-        policy,
-        KeySlot { path, vault },
-    )
-    .await
-    .map_err(|e| format!("{e}"))?;
+    let slot = KeySlot { path, vault };
+    let handle = start_key(shared, owner, name, config.options, config.policy, slot)
+        .await
+        .map_err(|e| format!("{e}"))?;
     shared.persistent.remember(handle.record.path.as_str(), &id);
-    Ok(handle)
+    Ok(RestoredKey {
+        handle,
+        transports: config.transports,
+    })
 }
 
 /// Starts every stored software key again (at keygated start, before the bus name is
 /// claimed). Returns the started keys, not yet registered or served. A key that fails is
 /// logged and skipped (its row is kept); only a store that cannot be read is an error.
-pub async fn restore(shared: &Shared) -> Result<Vec<Arc<DeviceHandle>>, ServiceError> {
+pub async fn restore(shared: &Shared) -> Result<Vec<RestoredKey>, ServiceError> {
     let store = Arc::clone(&shared.persistent.store);
     let list = Arc::clone(&store);
     let records = tokio::task::spawn_blocking(move || list.list_virtual_keys())
@@ -436,9 +465,9 @@ pub async fn restore(shared: &Shared) -> Result<Vec<Arc<DeviceHandle>>, ServiceE
     for record in records {
         let (id, path, owner) = (record.id.clone(), record.path.clone(), record.owner_uid);
         match restore_one(shared, &store, record).await {
-            Ok(handle) => {
+            Ok(key) => {
                 tracing::info!(path = %path, uid = owner, "persistent software key restored");
-                restored.push(handle);
+                restored.push(key);
             }
             Err(reason) => tracing::error!(
                 id = %id,
@@ -469,21 +498,29 @@ mod tests {
             ..SoftKeyOptions::default()
         };
         options.aaguid[0] = 0xab;
-        let policy = PresencePolicy::WaitForApproval {
-            timeout: Duration::from_millis(1500),
+        let config = KeyConfig {
+            options: options.clone(),
+            policy: PresencePolicy::WaitForApproval {
+                timeout: Duration::from_millis(1500),
+            },
+            transports: TransportOptions {
+                socket: true,
+                uhid: false,
+            },
         };
-        let json = serde_json::to_string(&StoredOptions::new(&options, policy)).unwrap();
+        let json = serde_json::to_string(&StoredOptions::new(&config)).unwrap();
         assert!(!json.contains("123456"), "{json}");
         let back: StoredOptions = serde_json::from_str(&json).unwrap();
-        let (restored, restored_policy) = back.options().unwrap();
-        assert_eq!(restored_policy, policy);
-        assert_eq!(restored.initial_pin, None);
+        let restored = back.config().unwrap();
+        assert_eq!(restored.policy, config.policy);
+        assert_eq!(restored.transports, config.transports);
+        assert_eq!(restored.options.initial_pin, None);
         options.initial_pin = None;
-        assert_eq!(format!("{restored:?}"), format!("{options:?}"));
+        assert_eq!(format!("{:?}", restored.options), format!("{options:?}"));
 
         let bad = json.replace("\"wait\"", "\"sometimes\"");
         let bad: StoredOptions = serde_json::from_str(&bad).unwrap();
-        assert!(bad.options().is_err());
+        assert!(bad.config().is_err());
     }
 
     fn stored_key(store: &Arc<dyn VirtualKeyStore>) -> SoftKey {
