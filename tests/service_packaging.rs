@@ -41,6 +41,7 @@ fn install_into_destdir() {
             0o644,
         ),
         ("usr/lib/udev/rules.d/70-keygate.rules", 0o644),
+        ("usr/lib/udev/rules.d/72-keygate-virtual.rules", 0o644),
         ("usr/lib/sysusers.d/keygate.conf", 0o644),
         ("usr/lib/modules-load.d/keygate.conf", 0o644),
         ("usr/share/man/man1/keygatectl.1", 0o644),

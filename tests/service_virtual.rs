@@ -21,7 +21,6 @@ use keygate::device::{Device, DeviceOptions};
 use keygate::hid::ReportPipe;
 use keygate::hid::socket::SeqpacketPipe;
 use keygate::service::client::{ManagerProxy, VirtualProxy, error_name};
-use keygate::service::virtual_transport::VirtualTransportsProxy;
 use tokio_util::sync::CancellationToken;
 
 const VIRTUAL: &str = "org.keygate.Keygate1.Virtual";
@@ -196,7 +195,6 @@ async fn socket_and_descriptor_serve_one_key() {
     let mut daemon = Daemon::start(&bus, "");
     let conn = bus.connect().await;
     let virt = VirtualProxy::new(&conn).await.unwrap();
-    let transports = VirtualTransportsProxy::new(&conn).await.unwrap();
 
     // A socket left behind by an earlier keygated killed with SIGKILL.
     let dir = daemon.state_dir.join("run").join("virtual");
@@ -221,10 +219,7 @@ async fn socket_and_descriptor_serve_one_key() {
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let path = zbus::ObjectPath::try_from(created["path"].as_str().unwrap().to_owned()).unwrap();
     let socket = PathBuf::from(created["socket"].as_str().unwrap());
-    assert_eq!(
-        transports.socket(&path).await.unwrap(),
-        socket.to_str().unwrap()
-    );
+    assert_eq!(virt.socket(&path).await.unwrap(), socket.to_str().unwrap());
     let id = path.as_str().rsplit('/').next().unwrap();
     assert_eq!(socket, dir.join(format!("{id}.sock")));
     assert!(!stale.exists(), "stale socket not swept");
@@ -241,7 +236,7 @@ async fn socket_and_descriptor_serve_one_key() {
 
     // Our driver through the socket, then through a descriptor from Connect: one key.
     let by_socket = drive(SeqpacketPipe::connect(&socket).await.unwrap(), "by socket").await;
-    let fd = transports.connect(&path).await.unwrap();
+    let fd = virt.connect(&path).await.unwrap();
     let by_fd = drive(
         SeqpacketPipe::from_fd(std::os::fd::OwnedFd::from(fd)).unwrap(),
         "by fd",
@@ -260,7 +255,7 @@ async fn socket_and_descriptor_serve_one_key() {
             &["socket", socket.to_str().unwrap()],
             Stdio::null(),
         );
-        let fd = transports.connect(&path).await.unwrap();
+        let fd = virt.connect(&path).await.unwrap();
         let via_fd = python_fido2(
             &python,
             &["stdin"],
@@ -275,13 +270,13 @@ async fn socket_and_descriptor_serve_one_key() {
 
     // A key without a socket has none to show; Connect still works for it.
     let plain = virt.create(r#"{"name":"plain"}"#).await.unwrap();
-    let err = transports.socket(&plain).await.unwrap_err();
+    let err = virt.socket(&plain).await.unwrap_err();
     assert_eq!(
         error_name(&err).as_deref(),
         Some("org.keygate.Keygate1.Error.NotAvailable"),
         "{err:?}"
     );
-    let fd = transports.connect(&plain).await.unwrap();
+    let fd = virt.connect(&plain).await.unwrap();
     drive(
         SeqpacketPipe::from_fd(std::os::fd::OwnedFd::from(fd)).unwrap(),
         "plain",
@@ -292,8 +287,8 @@ async fn socket_and_descriptor_serve_one_key() {
     virt.remove(&path).await.unwrap();
     assert!(!socket.exists(), "socket left behind after Remove");
     for err in [
-        transports.connect(&path).await.map(|_| ()).unwrap_err(),
-        transports.socket(&path).await.map(|_| ()).unwrap_err(),
+        virt.connect(&path).await.map(|_| ()).unwrap_err(),
+        virt.socket(&path).await.map(|_| ()).unwrap_err(),
     ] {
         assert_eq!(
             error_name(&err).as_deref(),
@@ -304,7 +299,7 @@ async fn socket_and_descriptor_serve_one_key() {
 
     // Stopping keygated unlinks the sockets of the keys it still holds.
     let still = virt.create(r#"{"socket":true}"#).await.unwrap();
-    let still_socket = PathBuf::from(transports.socket(&still).await.unwrap());
+    let still_socket = PathBuf::from(virt.socket(&still).await.unwrap());
     assert!(still_socket.exists());
     let status = daemon.stop();
     assert!(status.success(), "{}", daemon.log_text());

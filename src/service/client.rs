@@ -121,6 +121,10 @@ pub trait Virtual {
         path: &zbus::ObjectPath<'_>,
         credential_id: &str,
     ) -> zbus::Result<bool>;
+    /// The path of a key's socket (keys created with `"socket": true`).
+    fn socket(&self, path: &zbus::ObjectPath<'_>) -> zbus::Result<String>;
+    /// A new connection to a key: the host end of a `SOCK_SEQPACKET` socket pair.
+    fn connect(&self, path: &zbus::ObjectPath<'_>) -> zbus::Result<zbus::OwnedFd>;
 }
 
 /// `org.keygate.Keygate1.WebAuthn`: the WebAuthn client.

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use zbus::{OwnedObjectPath, proxy};
+use zbus::OwnedObjectPath;
 
 use super::devices::DeviceHandle;
 use super::error::BusError;
@@ -57,20 +57,6 @@ pub struct TransportOptions {
 /// owner, and root (who could read keygated's memory anyway).
 pub fn may_connect(peer_uid: u32, owner: u32) -> bool {
     peer_uid == owner || peer_uid == 0
-}
-
-/// Client side of the transport methods of `org.keygate.Keygate1.Virtual` (the rest of the
-/// interface is [`super::client::VirtualProxy`]).
-#[proxy(
-    interface = "org.keygate.Keygate1.Virtual",
-    default_service = "org.keygate.Keygate1",
-    default_path = "/org/keygate/Keygate1"
-)]
-pub trait VirtualTransports {
-    /// The path of a key's socket (keys created with `"socket": true`).
-    fn socket(&self, path: &zbus::ObjectPath<'_>) -> zbus::Result<String>;
-    /// A new connection to a key: the host end of a `SOCK_SEQPACKET` socket pair.
-    fn connect(&self, path: &zbus::ObjectPath<'_>) -> zbus::Result<zbus::OwnedFd>;
 }
 
 /// A socket file, unlinked when the key goes away (explicitly, and again on drop).

@@ -3,7 +3,6 @@
 //! foreground, is in `virtual_serve.rs`).
 
 use keygate::service::client::VirtualProxy;
-use keygate::service::virtual_transport::VirtualTransportsProxy;
 
 use crate::conn::{BusArgs, explain};
 
@@ -101,8 +100,7 @@ pub async fn run(bus: &BusArgs, json: bool, command: VirtualDaemonCommand) -> an
             }
             let path = virt.create(&options.to_string()).await.map_err(explain)?;
             let socket = if args.socket {
-                let transports = VirtualTransportsProxy::new(&conn).await.map_err(explain)?;
-                Some(transports.socket(&path).await.map_err(explain)?)
+                Some(virt.socket(&path).await.map_err(explain)?)
             } else {
                 None
             };
