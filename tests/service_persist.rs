@@ -16,7 +16,6 @@ use bus::{Bus, Daemon};
 use keygate::device::{Device, DeviceOptions};
 use keygate::hid::socket::SeqpacketPipe;
 use keygate::service::client::{ManagerProxy, RelyingPartyProxy, VirtualProxy, WebAuthnProxy};
-use keygate::service::virtual_transport::VirtualTransportsProxy;
 use keygate::webauthn::b64;
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -378,8 +377,7 @@ async fn unreadable_stored_key_is_skipped_and_a_wrong_store_key_stops_keygated()
     let client = Client::new(&bus).await;
     assert_eq!(client.virtual_paths().await, [kept.to_string()]);
     // Its socket is back too, serving the restored key.
-    let transports = VirtualTransportsProxy::new(&client.conn).await.unwrap();
-    let socket = transports.socket(&kept).await.unwrap();
+    let socket = client.virt.socket(&kept).await.unwrap();
     let pipe = SeqpacketPipe::connect(Path::new(&socket)).await.unwrap();
     let device = Device::open(pipe, DeviceOptions::default()).await.unwrap();
     assert!(device.info().is_some_and(|info| !info.versions.is_empty()));
