@@ -14,6 +14,9 @@
 //! ClientPIN (PIN/UV auth protocol 2 preferred, 1 as fallback; a pinUvAuthToken with
 //! permissions and RP ID on CTAP 2.1 keys, getPinToken on 2.0 keys; set/change PIN; retries),
 //! credential management (0x0A, or the FIDO_2_1_PRE prototype 0x41), reset and selection.
+//! allowLists and excludeLists longer than the key's maxCredentialCountInList are probed in
+//! batches with silent pre-flight GetAssertions, IDs longer than maxCredentialIdLength dropped
+//! ([`crate::ctap2::credential_list`]).
 //! CTAP1-only keys get MakeCredential / GetAssertion through U2F REGISTER / AUTHENTICATE
 //! (CTAP 2.1 §10.2). [`race_cbor`], [`select_device`] and [`first_touched`] drive several
 //! keys at once: the first one touched wins, the others get CTAPHID_CANCEL.
@@ -31,6 +34,7 @@ use crate::ctap2::commands::{
     Command, client_pin, credential_management, get_assertion, get_info, get_next_assertion,
     make_credential, reset, selection,
 };
+use crate::ctap2::credential_list::{self, Plan, Preflight, Step};
 use crate::ctap2::pin_protocol::{Permissions, PinProtocol, PlatformSession};
 use crate::ctap2::u2f::{
     self, AuthenticateControl, AuthenticateRequest, RegisterRequest, StatusWord, U2fRequest,
@@ -442,7 +446,10 @@ impl<P: ReportPipe> Device<P> {
         if !self.is_ctap2() && self.capabilities().supports_msg() {
             return self.u2f_make_credential(request, cancel).await;
         }
-        self.command(request, cancel, on_keepalive).await
+        match self.fit_exclude_list(request, cancel).await? {
+            Some(fitted) => self.command(&fitted, cancel, on_keepalive).await,
+            None => self.command(request, cancel, on_keepalive).await,
+        }
     }
 
     /// authenticatorGetAssertion (CTAP 2.1 §6.2); on a CTAP1-only key, mapped to
@@ -456,7 +463,159 @@ impl<P: ReportPipe> Device<P> {
         if !self.is_ctap2() && self.capabilities().supports_msg() {
             return self.u2f_get_assertion(request, cancel).await;
         }
-        self.command(request, cancel, on_keepalive).await
+        match self.fit_allow_list(request, cancel).await? {
+            Some(fitted) => self.command(&fitted, cancel, on_keepalive).await,
+            None => self.command(request, cancel, on_keepalive).await,
+        }
+    }
+
+    // ---- Long credential lists (CTAP 2.1 §6.4 members 0x07, 0x08) --------------------------
+
+    /// The excludeList as this key can take it (`None`: send the request unchanged). IDs longer
+    /// than maxCredentialIdLength are dropped; a list longer than maxCredentialCountInList is
+    /// reduced by a silent pre-flight to the one credential the key holds, or to none. The
+    /// pre-flight reuses the request's pinUvAuthParam (it authenticates the same
+    /// clientDataHash), so a token for a MakeCredential with a long excludeList needs the
+    /// `ga` permission besides `mc` (python-fido2 asks for both too).
+    async fn fit_exclude_list(
+        &mut self,
+        request: &make_credential::Request,
+        cancel: &CancellationToken,
+    ) -> Result<Option<make_credential::Request>, DeviceError> {
+        let (Some(info), Some(list)) = (&self.info, &request.exclude_list) else {
+            return Ok(None);
+        };
+        let exclude = match credential_list::plan(info, list) {
+            Plan::Direct(usable) if usable.len() == list.len() => return Ok(None),
+            Plan::Direct(usable) => usable,
+            Plan::Preflight(preflight) => {
+                let auth = request
+                    .pin_uv_auth_param
+                    .clone()
+                    .zip(request.pin_uv_auth_protocol);
+                let found = self
+                    .run_preflight(
+                        preflight,
+                        &request.rp.id,
+                        &request.client_data_hash,
+                        auth,
+                        cancel,
+                    )
+                    .await?;
+                found.into_iter().collect()
+            }
+        };
+        Ok(Some(make_credential::Request {
+            exclude_list: (!exclude.is_empty()).then_some(exclude),
+            ..request.clone()
+        }))
+    }
+
+    /// The allowList as this key can take it (`None`: send the request unchanged); as
+    /// [`Self::fit_exclude_list`], except that a list with no match left becomes
+    /// [`credential_list::no_match_allow_list`], so the key still waits for a touch before
+    /// answering NO_CREDENTIALS (an empty allowList would ask for discoverable credentials).
+    async fn fit_allow_list(
+        &mut self,
+        request: &get_assertion::Request,
+        cancel: &CancellationToken,
+    ) -> Result<Option<get_assertion::Request>, DeviceError> {
+        let (Some(info), Some(list)) = (&self.info, &request.allow_list) else {
+            return Ok(None);
+        };
+        if list.is_empty() {
+            return Ok(None);
+        }
+        let found = match credential_list::plan(info, list) {
+            Plan::Direct(usable) if usable.len() == list.len() => return Ok(None),
+            Plan::Direct(usable) => usable,
+            Plan::Preflight(preflight) => {
+                let auth = request
+                    .pin_uv_auth_param
+                    .clone()
+                    .zip(request.pin_uv_auth_protocol);
+                self.run_preflight(
+                    preflight,
+                    &request.rp_id,
+                    &request.client_data_hash,
+                    auth,
+                    cancel,
+                )
+                .await?
+                .into_iter()
+                .collect()
+            }
+        };
+        let allow = if found.is_empty() {
+            credential_list::no_match_allow_list()
+        } else {
+            found
+        };
+        Ok(Some(get_assertion::Request {
+            allow_list: Some(allow),
+            ..request.clone()
+        }))
+    }
+
+    /// Which credential of `list` this key holds for `rp_id`, found with silent (`up = false`)
+    /// GetAssertions over an all-zero clientDataHash, in batches of maxCredentialCountInList
+    /// (1 when the key reports none), IDs longer than maxCredentialIdLength left out; with
+    /// `token` (permission `ga`), credentials that need UV (credProtect 3) are found too.
+    /// The platform behaviour of python-fido2's client and libfido2 (CTAP 2.1 §6.2.2 "up").
+    pub async fn find_credential(
+        &mut self,
+        rp_id: &str,
+        list: &[PublicKeyCredentialDescriptor],
+        token: Option<&PinUvAuthToken>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<PublicKeyCredentialDescriptor>, DeviceError> {
+        let info = self
+            .info
+            .as_ref()
+            .ok_or(DeviceError::Unsupported("pre-flight on a CTAP1-only key"))?;
+        let usable = credential_list::usable(info, list);
+        let batch = info
+            .max_credential_count_in_list
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(1);
+        let client_data_hash = [0u8; 32];
+        let auth = token.map(|token| {
+            (
+                token.authenticate(&client_data_hash),
+                token.protocol().version(),
+            )
+        });
+        self.run_preflight(
+            Preflight::new(usable, batch),
+            rp_id,
+            &client_data_hash,
+            auth,
+            cancel,
+        )
+        .await
+    }
+
+    /// Drives a [`Preflight`] to its end.
+    async fn run_preflight(
+        &mut self,
+        mut preflight: Preflight,
+        rp_id: &str,
+        client_data_hash: &[u8],
+        pin_uv_auth: Option<(Vec<u8>, u64)>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<PublicKeyCredentialDescriptor>, DeviceError> {
+        while let Some(request) = preflight.request(rp_id, client_data_hash, pin_uv_auth.clone()) {
+            let reply = match self.command(&request, cancel, &mut |_| {}).await {
+                Ok(response) => Ok(response),
+                Err(err) => Err(err.status().ok_or(err)?),
+            };
+            match preflight.on_reply(reply.as_ref().map_err(|code| *code))? {
+                Step::Found(descriptor) => return Ok(Some(descriptor)),
+                Step::Continue => {}
+                Step::NotFound => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     /// authenticatorGetNextAssertion (CTAP 2.1 §6.3).

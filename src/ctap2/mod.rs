@@ -11,6 +11,7 @@
 //! | [`cbor`] | the CTAP2 canonical CBOR writer and strict reader (§8) |
 //! | [`commands`] | one module per command, `Request` / `Response` with encode and decode both ways |
 //! | [`types`], [`cose`], [`auth_data`], [`attestation`], [`extensions`] | shared entities |
+//! | [`credential_list`] | platform side of maxCredentialCountInList / maxCredentialIdLength: batches and silent pre-flight |
 //! | [`pin_protocol`] | PIN/UV auth protocols 1 and 2, PIN padding and hashing, permissions |
 //! | [`u2f`] | CTAP1/U2F raw messages in ISO 7816-4 APDUs, both sides |
 //!
@@ -47,6 +48,7 @@ pub mod auth_data;
 pub mod cbor;
 pub mod commands;
 pub mod cose;
+pub mod credential_list;
 pub mod error;
 pub mod extensions;
 pub mod pin_protocol;
