@@ -21,9 +21,10 @@
 //! (CTAP 2.1 §10.2). [`race_cbor`], [`select_device`] and [`first_touched`] drive several
 //! keys at once: the first one touched wins, the others get CTAPHID_CANCEL.
 //!
-//! Not implemented here: authenticatorConfig, largeBlobs and bio enrollment helpers (their
-//! requests can be sent with [`Device::command`]), hmac-secret salts (the `ctap2`
-//! `PlatformSession` builds them; the WebAuthn client wires them in).
+//! authenticatorConfig helpers are in `device_config.rs`, authenticatorLargeBlobs helpers in
+//! `device_blobs.rs` (both `impl Device`). Not implemented here: bio enrollment (its requests
+//! can be sent with [`Device::command`]), hmac-secret salts (the `ctap2` `PlatformSession`
+//! builds them; the WebAuthn client wires them in).
 
 use std::time::Duration;
 
@@ -31,8 +32,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ctap2::commands::{
-    Command, client_pin, credential_management, get_assertion, get_info, get_next_assertion,
-    make_credential, reset, selection,
+    Command, PinUvAuthenticated, client_pin, credential_management, get_assertion, get_info,
+    get_next_assertion, make_credential, reset, selection,
 };
 use crate::ctap2::credential_list::{self, Plan, Preflight, Step};
 use crate::ctap2::pin_protocol::{Permissions, PinProtocol, PlatformSession};
@@ -51,6 +52,11 @@ use crate::ctaphid::{
 };
 use crate::hid::{HidError, ReportPipe};
 use crate::secret::Secret;
+
+#[path = "device_blobs.rs"]
+mod blobs;
+#[path = "device_config.rs"]
+mod config;
 
 /// An error of the host driver.
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +156,13 @@ impl PinUvAuthToken {
     pub fn authenticate(&self, message: &[u8]) -> Vec<u8> {
         self.protocol
             .authenticate(self.token.expose_secret(), message)
+    }
+
+    /// Fills in pinUvAuthProtocol and pinUvAuthParam (over the request's own auth message)
+    /// of an authenticatorConfig or credential-management request.
+    pub fn sign<R: PinUvAuthenticated>(&self, request: &mut R) {
+        let param = self.authenticate(&request.auth_message());
+        request.set_pin_uv_auth(self.protocol.version(), param);
     }
 }
 
@@ -836,8 +849,7 @@ impl<P: ReportPipe> Device<P> {
             .ok_or(DeviceError::Unsupported("credential management"))?;
         let mut request = credential_management::Request::new(sub_command, params);
         if let Some(token) = token {
-            request.pin_uv_auth_protocol = Some(token.protocol().version());
-            request.pin_uv_auth_param = Some(token.authenticate(&request.auth_message()));
+            token.sign(&mut request);
         }
         let bytes = if cmd == crate::ctap2::commands::CMD_CREDENTIAL_MANAGEMENT {
             request.encode()

@@ -177,3 +177,5 @@ impl Response {
 }
 
 super::command!(Request, Response, super::CMD_CONFIG);
+
+super::pin_uv_authenticated!(Request);

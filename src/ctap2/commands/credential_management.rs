@@ -297,3 +297,5 @@ impl Response {
 }
 
 super::command!(Request, Response, super::CMD_CREDENTIAL_MANAGEMENT);
+
+super::pin_uv_authenticated!(Request);

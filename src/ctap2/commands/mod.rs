@@ -69,6 +69,32 @@ pub trait Command: Sized {
     fn decode_response(body: &[u8]) -> Result<Self::Response, Ctap2Error>;
 }
 
+/// A request whose pinUvAuthParam authenticates a message built from its own parameters:
+/// authenticatorConfig (§6.11) and authenticatorCredentialManagement (§6.8).
+pub trait PinUvAuthenticated {
+    /// The message pinUvAuthParam authenticates.
+    fn auth_message(&self) -> Vec<u8>;
+    /// Sets pinUvAuthProtocol and pinUvAuthParam.
+    fn set_pin_uv_auth(&mut self, protocol: u64, param: Vec<u8>);
+}
+
+/// Implements [`PinUvAuthenticated`] for a request with an inherent `auth_message` and
+/// `pin_uv_auth_protocol` / `pin_uv_auth_param` fields.
+macro_rules! pin_uv_authenticated {
+    ($request:ty) => {
+        impl $crate::ctap2::commands::PinUvAuthenticated for $request {
+            fn auth_message(&self) -> Vec<u8> {
+                <$request>::auth_message(self)
+            }
+            fn set_pin_uv_auth(&mut self, protocol: u64, param: Vec<u8>) {
+                self.pin_uv_auth_protocol = Some(protocol);
+                self.pin_uv_auth_param = Some(param);
+            }
+        }
+    };
+}
+pub(crate) use pin_uv_authenticated;
+
 macro_rules! command {
     ($request:ty, $response:ty, $cmd:expr) => {
         impl $crate::ctap2::commands::Command for $request {
