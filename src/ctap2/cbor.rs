@@ -232,6 +232,47 @@ impl MapReader {
         self.opt_text(key).ok_or(DecodeError::missing(context))
     }
 
+    /// The value at integer key `key` converted by `convert` (e.g. [`into_bytes`]), if present;
+    /// conversion errors name `context`.
+    pub(crate) fn opt_as<T>(
+        &mut self,
+        key: i64,
+        context: &'static str,
+        convert: impl FnOnce(Value, &'static str) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
+        self.opt(key).map(|v| convert(v, context)).transpose()
+    }
+
+    /// The value at integer key `key` converted by `convert`; missing is 0x14.
+    pub(crate) fn req_as<T>(
+        &mut self,
+        key: i64,
+        context: &'static str,
+        convert: impl FnOnce(Value, &'static str) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        convert(self.req(key, context)?, context)
+    }
+
+    /// The value at text key `key` converted by `convert`, if present.
+    pub(crate) fn opt_text_as<T>(
+        &mut self,
+        key: &str,
+        context: &'static str,
+        convert: impl FnOnce(Value, &'static str) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
+        self.opt_text(key).map(|v| convert(v, context)).transpose()
+    }
+
+    /// The value at text key `key` converted by `convert`; missing is 0x14.
+    pub(crate) fn req_text_as<T>(
+        &mut self,
+        key: &str,
+        context: &'static str,
+        convert: impl FnOnce(Value, &'static str) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        convert(self.req_text(key, context)?, context)
+    }
+
     /// The entries nobody took.
     pub(crate) fn into_rest(self) -> Vec<(Value, Value)> {
         self.entries
@@ -345,6 +386,14 @@ pub(crate) fn into_bool_map(
         out.insert(into_text(key, context)?, into_bool(value, context)?);
     }
     Ok(out)
+}
+
+/// `options[name]` of an options map (MakeCredential / GetAssertion parameter, GetInfo member).
+pub(crate) fn flag(
+    options: Option<&std::collections::BTreeMap<String, bool>>,
+    name: &str,
+) -> Option<bool> {
+    options.and_then(|options| options.get(name).copied())
 }
 
 /// Encodes a map of text keys to booleans.

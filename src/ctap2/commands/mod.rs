@@ -243,6 +243,39 @@ impl CtapRequest {
     }
 }
 
+/// The parameter map of authenticatorConfig (§6.11) and authenticatorCredentialManagement
+/// (§6.8): 0x01 subCommand, 0x02 subCommandParams, 0x03 pinUvAuthProtocol, 0x04 pinUvAuthParam.
+pub(crate) fn subcommand_map(
+    sub_command: u8,
+    params: Option<ciborium::Value>,
+    pin_uv_auth_protocol: Option<u64>,
+    pin_uv_auth_param: Option<&[u8]>,
+) -> ciborium::Value {
+    super::cbor::MapBuilder::new()
+        .put(0x01, sub_command)
+        .opt(0x02, params)
+        .opt(0x03, pin_uv_auth_protocol)
+        .opt(0x04, pin_uv_auth_param.map(super::cbor::bytes))
+        .build()
+}
+
+/// The message the pinUvAuthParam of those two commands authenticates:
+/// `prefix ‖ subCommand ‖ canonical CBOR(subCommandParams)` (subCommandParams only when present).
+/// The prefix is `32 × 0xFF ‖ 0x0D` for authenticatorConfig (§6.11) and empty for
+/// authenticatorCredentialManagement (§6.8).
+pub(crate) fn subcommand_auth_message(
+    prefix: &[u8],
+    sub_command: u8,
+    params: Option<&ciborium::Value>,
+) -> Vec<u8> {
+    let mut message = prefix.to_vec();
+    message.push(sub_command);
+    if let Some(params) = params {
+        super::cbor::write(params, &mut message);
+    }
+    message
+}
+
 /// Encodes a request parameter map after its command byte.
 pub(crate) fn encode_with_cmd(cmd: u8, params: &ciborium::Value) -> Vec<u8> {
     let mut out = vec![cmd];
