@@ -186,7 +186,7 @@ impl Request {
     /// Decodes the parameters (after the command byte) and checks the members the
     /// subcommand requires.
     pub fn decode(params: &[u8]) -> Result<Self, StatusCode> {
-        let request = Self::from_map(MapReader::from_bytes(params, "clientPIN")?)?;
+        let request = Self::from_map(MapReader::from_request(params, "clientPIN")?)?;
         request.check_required()?;
         Ok(request)
     }

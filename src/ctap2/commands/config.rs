@@ -128,7 +128,7 @@ impl Request {
 
     /// Decodes the parameters (after the command byte).
     pub fn decode(params: &[u8]) -> Result<Self, StatusCode> {
-        let mut map = MapReader::from_bytes(params, "authenticatorConfig")?;
+        let mut map = MapReader::from_request(params, "authenticatorConfig")?;
         let sub_command = SubCommand(map.req_as(0x01, "subCommand", cbor::into_uint)?);
         Ok(Self {
             sub_command,

@@ -142,7 +142,7 @@ impl Request {
     /// Decodes the parameters (after the command byte, 0x0A or 0x41). The subCommandParams
     /// members that a subcommand needs are checked (0x14 when missing).
     pub fn decode(params: &[u8]) -> Result<Self, StatusCode> {
-        let mut map = MapReader::from_bytes(params, "credentialManagement")?;
+        let mut map = MapReader::from_request(params, "credentialManagement")?;
         let request = Self {
             sub_command: SubCommand(map.req_as(0x01, "subCommand", cbor::into_uint)?),
             sub_command_params: map

@@ -67,7 +67,7 @@ impl Request {
 
     /// Decodes the parameters (after the command byte).
     pub fn decode(params: &[u8]) -> Result<Self, StatusCode> {
-        Ok(Self::from_map(MapReader::from_bytes(
+        Ok(Self::from_map(MapReader::from_request(
             params,
             "getAssertion",
         )?)?)

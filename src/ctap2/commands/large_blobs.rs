@@ -73,7 +73,7 @@ impl Request {
 
     /// Decodes the parameters (after the command byte).
     pub fn decode(params: &[u8]) -> Result<Self, StatusCode> {
-        let mut map = MapReader::from_bytes(params, "largeBlobs")?;
+        let mut map = MapReader::from_request(params, "largeBlobs")?;
         Ok(Self {
             get: map.opt_as(0x01, "get", cbor::into_u64)?,
             set: map.opt_as(0x02, "set", cbor::into_bytes)?,
