@@ -168,9 +168,9 @@ impl Preflight {
                 })
             }
             Err(StatusCode::CTAP2_ERR_REQUEST_TOO_LARGE | StatusCode::CTAP2_ERR_LIMIT_EXCEEDED)
-                if self.batch > 1 =>
+                if batch_len > 1 =>
             {
-                self.batch = batch_len.min(self.batch) - 1;
+                self.batch = batch_len - 1;
                 Ok(Step::Continue)
             }
             Err(status) => Err(Ctap2Error::Status(status)),
@@ -272,11 +272,18 @@ mod tests {
             ..Default::default()
         };
         assert!(preflight.on_reply(Ok(&foreign)).is_err());
-        // A batch of one never shrinks further.
+        // A batch of one never shrinks further, also when it is the last of bigger ones.
         let mut single = Preflight::new(list(2), 1);
         assert!(
             single
                 .on_reply(Err(StatusCode::CTAP2_ERR_LIMIT_EXCEEDED))
+                .is_err()
+        );
+        let mut tail = Preflight::new(list(3), 2);
+        assert_eq!(tail.on_reply(status(none)).unwrap(), Step::Continue);
+        assert_eq!(ids(tail.current_batch()), [2]);
+        assert!(
+            tail.on_reply(status(StatusCode::CTAP2_ERR_REQUEST_TOO_LARGE))
                 .is_err()
         );
     }
