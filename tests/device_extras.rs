@@ -472,16 +472,9 @@ async fn fido2(python: &Path, socket: &Path, pin: &str, args: &[&str]) -> String
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_blobs_and_config_interoperate_with_python_fido2() {
-    let Some(python) = python() else { return };
-    const PIN: &str = "12345678";
-    let key = soft_key(SoftKeyOptions {
-        initial_pin: Some(PIN.into()),
-        ..SoftKeyOptions::default()
-    })
-    .await;
-    // The same key also listens on a socket for python-fido2.
+/// Serves `key`'s software key also on a SOCK_SEQPACKET socket (for python-fido2), until the
+/// key's shutdown; returns the socket's temp dir (removed on drop) and path.
+fn listen(key: &Key) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("key.sock");
     let listener = SeqpacketListener::bind(&socket).unwrap();
@@ -497,7 +490,29 @@ async fn large_blobs_and_config_interoperate_with_python_fido2() {
             }
         }
     });
-    let mut key = key;
+    (dir, socket)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_fido2_client_batches_against_our_limit() {
+    let Some(python) = python() else { return };
+    let mut key = soft_key(batches_of_two()).await;
+    let ours = register(&mut key.device).await;
+    let (_dir, socket) = listen(&key);
+    let got = fido2(&python, &socket, "", &["filter", &hex::encode(&ours.id)]).await;
+    assert_eq!(got, "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_blobs_and_config_interoperate_with_python_fido2() {
+    let Some(python) = python() else { return };
+    const PIN: &str = "12345678";
+    let mut key = soft_key(SoftKeyOptions {
+        initial_pin: Some(PIN.into()),
+        ..SoftKeyOptions::default()
+    })
+    .await;
+    let (_dir, socket) = listen(&key);
     let device = &mut key.device;
     let ours = [0x21u8; 32];
     let theirs = [0x42u8; 32];
