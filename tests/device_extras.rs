@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use keygate::authenticator::{PresencePolicy, SharedSoftKey, SoftKey, SoftKeyOptions, serve};
 use keygate::ctap2::commands::config::SetMinPinLengthParams;
 use keygate::ctap2::commands::{get_assertion, make_credential};
+use keygate::ctap2::extensions::{CredProtect, MakeCredentialExtensions};
 use keygate::ctap2::pin_protocol::Permissions;
 use keygate::ctap2::{
     AuthenticatorData, AuthenticatorDataFlags, Ctap2Error, PublicKeyCredentialDescriptor,
@@ -232,6 +233,112 @@ async fn allow_list_of_five_is_sent_in_batches_of_two() {
         )
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_with_a_pin_uv_auth_token_find_uv_only_credentials() {
+    let mut key = soft_key(SoftKeyOptions {
+        initial_pin: Some("1234".into()),
+        ..batches_of_two()
+    })
+    .await;
+    let cancel = CancellationToken::new();
+    // A credProtect=3 (userVerificationRequired) credential: invisible without UV.
+    let token = key
+        .device
+        .pin_uv_auth_token(
+            "1234",
+            Permissions::MAKE_CREDENTIAL | Permissions::GET_ASSERTION,
+            Some(RP),
+        )
+        .await
+        .unwrap();
+    let mut request = registration(None);
+    request.extensions = Some(MakeCredentialExtensions {
+        cred_protect: Some(CredProtect::USER_VERIFICATION_REQUIRED),
+        ..Default::default()
+    });
+    request.pin_uv_auth_param = Some(token.authenticate(&request.client_data_hash));
+    request.pin_uv_auth_protocol = Some(token.protocol().version());
+    let made = key
+        .device
+        .make_credential(&request, &cancel, &mut |_| {})
+        .await
+        .unwrap();
+    let id = made
+        .auth_data()
+        .unwrap()
+        .attested_credential_data
+        .unwrap()
+        .credential_id;
+    let ours = PublicKeyCredentialDescriptor::public_key(id);
+    let mut allow = strangers(0x40, 4, 64);
+    allow.push(ours.clone());
+
+    // Without UV the pre-flight cannot see it.
+    let err = key
+        .device
+        .get_assertion(&assertion(allow.clone()), &cancel, &mut |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::CTAP2_ERR_NO_CREDENTIALS));
+    assert_eq!(
+        key.device
+            .find_credential(RP, &allow, None, &cancel)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // With the token: the silent pre-flights (up = false) reuse the request's pinUvAuthParam
+    // without consuming the token, and the real GetAssertion is user-verified.
+    let token = key
+        .device
+        .pin_uv_auth_token("1234", Permissions::GET_ASSERTION, Some(RP))
+        .await
+        .unwrap();
+    assert_eq!(
+        key.device
+            .find_credential(RP, &allow, Some(&token), &cancel)
+            .await
+            .unwrap(),
+        Some(ours.clone())
+    );
+    let mut request = assertion(allow.clone());
+    request.pin_uv_auth_param = Some(token.authenticate(&request.client_data_hash));
+    request.pin_uv_auth_protocol = Some(token.protocol().version());
+    let signed = key
+        .device
+        .get_assertion(&request, &cancel, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(signed.credential.unwrap().id, ours.id);
+    let flags = AuthenticatorData::parse(&signed.auth_data).unwrap().flags.0;
+    assert_ne!(flags & AuthenticatorDataFlags::UV, 0);
+    assert_ne!(flags & AuthenticatorDataFlags::UP, 0);
+
+    // excludeList of five, verified: the UV-only credential excludes.
+    let token = key
+        .device
+        .pin_uv_auth_token(
+            "1234",
+            Permissions::MAKE_CREDENTIAL | Permissions::GET_ASSERTION,
+            Some(RP),
+        )
+        .await
+        .unwrap();
+    let mut request = registration(Some(allow));
+    request.pin_uv_auth_param = Some(token.authenticate(&request.client_data_hash));
+    request.pin_uv_auth_protocol = Some(token.protocol().version());
+    let err = key
+        .device
+        .make_credential(&request, &cancel, &mut |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.status(),
+        Some(StatusCode::CTAP2_ERR_CREDENTIAL_EXCLUDED)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
