@@ -50,7 +50,7 @@ use crate::ctaphid::{
     BROADCAST, Capabilities, ChannelId, CtapHidErrorCode, FramingError, HidCmd, INIT_NONCE_LEN,
     InitResponse, KeepaliveStatus, fragment,
 };
-use crate::hid::{HidError, ReportPipe};
+use crate::hid::{BoxFuture, HidError, ReportPipe};
 use crate::secret::Secret;
 
 #[path = "device_blobs.rs"]
@@ -608,27 +608,32 @@ impl<P: ReportPipe> Device<P> {
         .await
     }
 
-    /// Drives a [`Preflight`] to its end.
+    /// Drives a [`Preflight`] to its end on this device.
     async fn run_preflight(
         &mut self,
-        mut preflight: Preflight,
+        preflight: Preflight,
         rp_id: &str,
         client_data_hash: &[u8],
         pin_uv_auth: Option<(Vec<u8>, u64)>,
         cancel: &CancellationToken,
     ) -> Result<Option<PublicKeyCredentialDescriptor>, DeviceError> {
-        while let Some(request) = preflight.request(rp_id, client_data_hash, pin_uv_auth.clone()) {
-            let reply = match self.command(&request, cancel, &mut |_| {}).await {
-                Ok(response) => Ok(response),
-                Err(err) => Err(err.status().ok_or(err)?),
-            };
-            match preflight.on_reply(reply.as_ref().map_err(|code| *code))? {
-                Step::Found(descriptor) => return Ok(Some(descriptor)),
-                Step::Continue => {}
-                Step::NotFound => return Ok(None),
-            }
-        }
-        Ok(None)
+        let probe = PreflightProbe {
+            rp_id,
+            client_data_hash,
+            pin_uv_auth,
+        };
+        let cancel = cancel.clone();
+        drive_preflight(
+            self,
+            move |device, request| {
+                let cancel = cancel.clone();
+                Box::pin(async move { device.command(&request, &cancel, &mut |_| {}).await })
+            },
+            DeviceError::status,
+            preflight,
+            probe,
+        )
+        .await
     }
 
     /// authenticatorGetNextAssertion (CTAP 2.1 §6.3).
@@ -1187,6 +1192,48 @@ impl<P: ReportPipe> Device<P> {
             large_blob_key: None,
         })
     }
+}
+
+/// What every probe of a pre-flight carries besides its batch.
+#[derive(Debug, Clone)]
+pub(crate) struct PreflightProbe<'a> {
+    /// The RP ID.
+    pub rp_id: &'a str,
+    /// The clientDataHash the probes are signed over.
+    pub client_data_hash: &'a [u8],
+    /// (pinUvAuthParam over `client_data_hash`, pinUvAuthProtocol), when verified.
+    pub pin_uv_auth: Option<(Vec<u8>, u64)>,
+}
+
+/// Drives a [`Preflight`] (`ctap2::credential_list`) to its end over any CTAP2 sender:
+/// `send` issues one GetAssertion on `target` (the driver here, the WebAuthn client's session),
+/// `status` extracts the CTAP status from its errors; other errors end the pre-flight.
+pub(crate) async fn drive_preflight<T: ?Sized, E: From<Ctap2Error>>(
+    target: &mut T,
+    mut send: impl for<'a> FnMut(
+        &'a mut T,
+        get_assertion::Request,
+    ) -> BoxFuture<'a, Result<get_assertion::Response, E>>,
+    status: fn(&E) -> Option<StatusCode>,
+    mut preflight: Preflight,
+    probe: PreflightProbe<'_>,
+) -> Result<Option<PublicKeyCredentialDescriptor>, E> {
+    while let Some(request) = preflight.request(
+        probe.rp_id,
+        probe.client_data_hash,
+        probe.pin_uv_auth.clone(),
+    ) {
+        let reply = match send(&mut *target, request).await {
+            Ok(response) => Ok(response),
+            Err(err) => Err(status(&err).ok_or(err)?),
+        };
+        match preflight.on_reply(reply.as_ref().map_err(|code| *code))? {
+            Step::Found(descriptor) => return Ok(Some(descriptor)),
+            Step::Continue => {}
+            Step::NotFound => return Ok(None),
+        }
+    }
+    Ok(None)
 }
 
 /// How often a U2F request waiting for a touch is repeated.

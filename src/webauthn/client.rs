@@ -34,7 +34,7 @@ use super::psl::PublicSuffixList;
 use crate::ctap2::commands::{
     Command, client_pin, get_assertion, get_info, get_next_assertion, large_blobs, make_credential,
 };
-use crate::ctap2::credential_list::{self, Plan, Preflight, Step};
+use crate::ctap2::credential_list::{self, Plan, Preflight};
 use crate::ctap2::extensions::{
     CredProtect, GetAssertionExtensions, HmacSecretOutput, MakeCredentialExtensions,
 };
@@ -45,7 +45,7 @@ use crate::ctap2::{
     StatusCode,
 };
 use crate::ctaphid::KeepaliveStatus;
-use crate::device::{Device, DeviceError};
+use crate::device::{Device, DeviceError, PreflightProbe, drive_preflight};
 use crate::hid::{BoxFuture, ReportPipe};
 use crate::secret::Secret;
 
@@ -105,6 +105,12 @@ enum CallError {
     Ctap(Ctap2Error),
     TimedOut,
     Aborted,
+}
+
+impl From<Ctap2Error> for CallError {
+    fn from(err: Ctap2Error) -> Self {
+        Self::Ctap(err)
+    }
 }
 
 impl CallError {
@@ -307,28 +313,25 @@ impl<'a> Session<'a> {
     /// with the token when there is one (credProtect may hide credentials otherwise).
     async fn preflight(
         &mut self,
-        mut preflight: Preflight,
+        preflight: Preflight,
         rp_id: &str,
         hash: &[u8],
         token: Option<&Token>,
     ) -> Result<Option<PublicKeyCredentialDescriptor>, WebAuthnError> {
-        const WHAT: &str = "pre-flight authenticatorGetAssertion";
-        let auth = token.map(|token| pin_auth(token, hash));
-        while let Some(request) = preflight.request(rp_id, hash, auth.clone()) {
-            let reply = match self.call(&request).await {
-                Ok(response) => Ok(response),
-                Err(err) => Err(err.status().ok_or_else(|| err.into_dom(WHAT))?),
-            };
-            let step = preflight
-                .on_reply(reply.as_ref().map_err(|code| *code))
-                .map_err(|err| CallError::Ctap(err).into_dom(WHAT))?;
-            match step {
-                Step::Found(descriptor) => return Ok(Some(descriptor)),
-                Step::Continue => {}
-                Step::NotFound => return Ok(None),
-            }
-        }
-        Ok(None)
+        let probe = PreflightProbe {
+            rp_id,
+            client_data_hash: hash,
+            pin_uv_auth: token.map(|token| pin_auth(token, hash)),
+        };
+        drive_preflight(
+            self,
+            |session, request| Box::pin(async move { session.call(&request).await }),
+            CallError::status,
+            preflight,
+            probe,
+        )
+        .await
+        .map_err(|err| err.into_dom("pre-flight authenticatorGetAssertion"))
     }
 
     /// Obtains a pinUvAuthToken with `permissions` (§6.5.5.7): built-in UV when offered,
