@@ -484,48 +484,60 @@ impl<P: ReportPipe> Device<P> {
 
     // ---- Long credential lists (CTAP 2.1 §6.4 members 0x07, 0x08) --------------------------
 
-    /// The excludeList as this key can take it (`None`: send the request unchanged). IDs longer
-    /// than maxCredentialIdLength are dropped; a list longer than maxCredentialCountInList is
-    /// reduced by a silent pre-flight to the one credential the key holds, or to none. The
-    /// pre-flight reuses the request's pinUvAuthParam (it authenticates the same
-    /// clientDataHash), so a token for a MakeCredential with a long excludeList needs the
-    /// `ga` permission besides `mc` (python-fido2 asks for both too).
+    /// `list` as this key can take it, or `None` when it can take it unchanged: IDs longer
+    /// than maxCredentialIdLength are dropped, and a list longer than maxCredentialCountInList
+    /// is reduced by a silent pre-flight to the one credential the key holds, or to none. The
+    /// pre-flight reuses the request's pinUvAuthParam (`pin_uv_auth`; it authenticates the same
+    /// clientDataHash), so a token for a MakeCredential with a long excludeList needs the `ga`
+    /// permission besides `mc` (python-fido2 asks for both too).
+    async fn fit_list(
+        &mut self,
+        list: &[PublicKeyCredentialDescriptor],
+        probe: PreflightProbe<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Vec<PublicKeyCredentialDescriptor>>, DeviceError> {
+        let Some(info) = &self.info else {
+            return Ok(None);
+        };
+        Ok(match credential_list::plan(info, list) {
+            Plan::Direct(usable) if usable.len() == list.len() => None,
+            Plan::Direct(usable) => Some(usable),
+            Plan::Preflight(preflight) => Some(
+                self.run_preflight(preflight, probe, cancel)
+                    .await?
+                    .into_iter()
+                    .collect(),
+            ),
+        })
+    }
+
+    /// The MakeCredential request with its excludeList fitted ([`Self::fit_list`]); `None`:
+    /// send it unchanged.
     async fn fit_exclude_list(
         &mut self,
         request: &make_credential::Request,
         cancel: &CancellationToken,
     ) -> Result<Option<make_credential::Request>, DeviceError> {
-        let (Some(info), Some(list)) = (&self.info, &request.exclude_list) else {
+        let Some(list) = &request.exclude_list else {
             return Ok(None);
         };
-        let exclude = match credential_list::plan(info, list) {
-            Plan::Direct(usable) if usable.len() == list.len() => return Ok(None),
-            Plan::Direct(usable) => usable,
-            Plan::Preflight(preflight) => {
-                let auth = request
-                    .pin_uv_auth_param
-                    .clone()
-                    .zip(request.pin_uv_auth_protocol);
-                let found = self
-                    .run_preflight(
-                        preflight,
-                        &request.rp.id,
-                        &request.client_data_hash,
-                        auth,
-                        cancel,
-                    )
-                    .await?;
-                found.into_iter().collect()
-            }
+        let probe = PreflightProbe {
+            rp_id: &request.rp.id,
+            client_data_hash: &request.client_data_hash,
+            pin_uv_auth: request
+                .pin_uv_auth_param
+                .clone()
+                .zip(request.pin_uv_auth_protocol),
         };
-        Ok(Some(make_credential::Request {
+        let fitted = self.fit_list(list, probe, cancel).await?;
+        Ok(fitted.map(|exclude| make_credential::Request {
             exclude_list: (!exclude.is_empty()).then_some(exclude),
             ..request.clone()
         }))
     }
 
-    /// The allowList as this key can take it (`None`: send the request unchanged); as
-    /// [`Self::fit_exclude_list`], except that a list with no match left becomes
+    /// The GetAssertion request with its allowList fitted ([`Self::fit_list`]); `None`: send
+    /// it unchanged. A list with no match left becomes
     /// [`credential_list::no_match_allow_list`], so the key still waits for a touch before
     /// answering NO_CREDENTIALS (an empty allowList would ask for discoverable credentials).
     async fn fit_allow_list(
@@ -533,39 +545,24 @@ impl<P: ReportPipe> Device<P> {
         request: &get_assertion::Request,
         cancel: &CancellationToken,
     ) -> Result<Option<get_assertion::Request>, DeviceError> {
-        let (Some(info), Some(list)) = (&self.info, &request.allow_list) else {
+        let Some(list) = request.allow_list.as_ref().filter(|list| !list.is_empty()) else {
             return Ok(None);
         };
-        if list.is_empty() {
-            return Ok(None);
-        }
-        let found = match credential_list::plan(info, list) {
-            Plan::Direct(usable) if usable.len() == list.len() => return Ok(None),
-            Plan::Direct(usable) => usable,
-            Plan::Preflight(preflight) => {
-                let auth = request
-                    .pin_uv_auth_param
-                    .clone()
-                    .zip(request.pin_uv_auth_protocol);
-                self.run_preflight(
-                    preflight,
-                    &request.rp_id,
-                    &request.client_data_hash,
-                    auth,
-                    cancel,
-                )
-                .await?
-                .into_iter()
-                .collect()
-            }
+        let probe = PreflightProbe {
+            rp_id: &request.rp_id,
+            client_data_hash: &request.client_data_hash,
+            pin_uv_auth: request
+                .pin_uv_auth_param
+                .clone()
+                .zip(request.pin_uv_auth_protocol),
         };
-        let allow = if found.is_empty() {
-            credential_list::no_match_allow_list()
-        } else {
-            found
-        };
-        Ok(Some(get_assertion::Request {
-            allow_list: Some(allow),
+        let fitted = self.fit_list(list, probe, cancel).await?;
+        Ok(fitted.map(|allow| get_assertion::Request {
+            allow_list: Some(if allow.is_empty() {
+                credential_list::no_match_allow_list()
+            } else {
+                allow
+            }),
             ..request.clone()
         }))
     }
@@ -598,30 +595,22 @@ impl<P: ReportPipe> Device<P> {
                 token.protocol().version(),
             )
         });
-        self.run_preflight(
-            Preflight::new(usable, batch),
+        let probe = PreflightProbe {
             rp_id,
-            &client_data_hash,
-            auth,
-            cancel,
-        )
-        .await
+            client_data_hash: &client_data_hash,
+            pin_uv_auth: auth,
+        };
+        self.run_preflight(Preflight::new(usable, batch), probe, cancel)
+            .await
     }
 
     /// Drives a [`Preflight`] to its end on this device.
     async fn run_preflight(
         &mut self,
         preflight: Preflight,
-        rp_id: &str,
-        client_data_hash: &[u8],
-        pin_uv_auth: Option<(Vec<u8>, u64)>,
+        probe: PreflightProbe<'_>,
         cancel: &CancellationToken,
     ) -> Result<Option<PublicKeyCredentialDescriptor>, DeviceError> {
-        let probe = PreflightProbe {
-            rp_id,
-            client_data_hash,
-            pin_uv_auth,
-        };
         let cancel = cancel.clone();
         drive_preflight(
             self,
