@@ -38,6 +38,7 @@ install -Dm0644 dbus/org.keygate.Keygate1.conf    "$root/usr/share/dbus-1/system
 install -Dm0644 dbus/org.keygate.Keygate1.service "$root/usr/share/dbus-1/system-services/org.keygate.Keygate1.service"
 install -Dm0644 dbus/org.keygate.Keygate1.xml     "$root$PREFIX/share/dbus-1/interfaces/org.keygate.Keygate1.xml"
 install -Dm0644 udev/70-keygate.rules             "$syslib/udev/rules.d/70-keygate.rules"
+install -Dm0644 udev/72-keygate-virtual.rules     "$syslib/udev/rules.d/72-keygate-virtual.rules"
 install -Dm0644 sysusers.d/keygate.conf           "$syslib/sysusers.d/keygate.conf"
 install -Dm0644 modules-load.d/keygate.conf       "$syslib/modules-load.d/keygate.conf"
 

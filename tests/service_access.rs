@@ -318,6 +318,16 @@ fn virtual_rules(bus: &Bus, owner: &As) {
 
     let call = busctl(bus, Some(&other), bus::ROOT, MANAGER, &["ListDevices"]);
     assert!(call.ok && !call.stdout.contains(&path), "{call:?}");
+    // Introspection of the devices node would enumerate every user's keys: the policy refuses it
+    // to plain users, root still sees the node.
+    let introspect = ["Introspect"];
+    let devices_node = "/org/keygate/Keygate1/devices";
+    let introspectable = "org.freedesktop.DBus.Introspectable";
+    let call = busctl(bus, Some(&other), devices_node, introspectable, &introspect);
+    assert!(!call.ok && call.stderr.contains(BUS_DENIED), "{call:?}");
+    let call = busctl(bus, None, devices_node, introspectable, &introspect);
+    let leaf = path.rsplit('/').next().unwrap();
+    assert!(call.ok && call.stdout.contains(leaf), "{call:?}");
     let call = busctl(bus, Some(&other), bus::ROOT, VIRTUAL, &["List"]);
     assert!(call.ok && !call.stdout.contains(&path), "{call:?}");
     for method in ["Remove", "Approve", "PowerCycle"] {

@@ -6,7 +6,12 @@
 //! must declare the FIDO usage page); the pipe then opens the node non-blocking and registers it
 //! with tokio, so no thread blocks in hidapi and `recv` is cancel-safe (one `read` returns one
 //! whole report).
+//!
+//! hidapi does not report `HID_PHYS`, so [`enumerate`] reads it from the HID device's `uevent`
+//! in sysfs ([`hid_properties`]): keygated recognises its own uhid keys by it
+//! ([`HidrawInfo::is_keygate_virtual`]).
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -45,6 +50,42 @@ pub struct HidrawInfo {
     pub usage_page: u16,
     /// Usage (0x01 CTAPHID).
     pub usage: u16,
+    /// The HID device's physical location (`HID_PHYS` in sysfs), if readable.
+    pub phys: Option<String>,
+}
+
+impl HidrawInfo {
+    /// Whether this node is one of keygated's own uhid software keys
+    /// ([`super::uhid::KEYGATE_VIRTUAL_PHYS`]); keygated already lists those as virtual
+    /// devices.
+    pub fn is_keygate_virtual(&self) -> bool {
+        self.phys.as_deref() == Some(super::uhid::KEYGATE_VIRTUAL_PHYS)
+    }
+}
+
+/// Where the kernel lists hidraw nodes (`/sys/class/hidraw/hidrawN/device` is the HID device).
+pub const SYSFS_CLASS_HIDRAW: &str = "/sys/class/hidraw";
+
+/// The properties of the HID device behind hidraw node `node` (`HID_NAME`, `HID_PHYS`,
+/// `HID_UNIQ`, `HID_ID`, ...), read from `<sysfs_class_hidraw>/<node name>/device/uevent`.
+pub fn hid_properties(
+    sysfs_class_hidraw: &Path,
+    node: &Path,
+) -> Result<HashMap<String, String>, HidError> {
+    let name = node
+        .file_name()
+        .filter(|n| !n.is_empty() && *n != "." && *n != "..")
+        .ok_or_else(|| HidError::NotFound(node.display().to_string()))?;
+    let uevent = sysfs_class_hidraw.join(name).join("device").join("uevent");
+    let text = std::fs::read_to_string(&uevent).map_err(|err| match err.kind() {
+        io::ErrorKind::NotFound => HidError::NotFound(uevent.display().to_string()),
+        _ => HidError::Io(err),
+    })?;
+    Ok(text
+        .lines()
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect())
 }
 
 fn non_empty(text: Option<&str>) -> Option<String> {
@@ -68,8 +109,14 @@ pub fn enumerate() -> Result<Vec<HidrawInfo>, HidError> {
             release_number: d.release_number(),
             usage_page: d.usage_page(),
             usage: d.usage(),
+            phys: None,
         })
         .collect();
+    for info in &mut found {
+        info.phys = hid_properties(Path::new(SYSFS_CLASS_HIDRAW), &info.path)
+            .ok()
+            .and_then(|mut props| props.remove("HID_PHYS"));
+    }
     found.sort_by(|a, b| a.path.cmp(&b.path));
     found.dedup_by(|a, b| a.path == b.path);
     Ok(found)
@@ -199,6 +246,76 @@ mod tests {
         assert!(!declares_fido_usage_page(&[
             0x05, 0x01, 0x09, 0x06, 0xa1, 0x01, 0xc0
         ]));
+    }
+
+    /// A fake sysfs: `class/hidraw/<node>/device/uevent` as the kernel lays it out.
+    fn fake_sysfs(nodes: &[(&str, &str)]) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        for (node, uevent) in nodes {
+            let device = root.path().join(node).join("device");
+            std::fs::create_dir_all(&device).unwrap();
+            std::fs::write(device.join("uevent"), uevent).unwrap();
+        }
+        root
+    }
+
+    fn info(path: &str, phys: Option<String>) -> HidrawInfo {
+        HidrawInfo {
+            path: PathBuf::from(path),
+            vendor: 0x1209,
+            product: 0xf1d0,
+            product_string: None,
+            manufacturer_string: None,
+            serial_number: None,
+            release_number: 0,
+            usage_page: FIDO_USAGE_PAGE,
+            usage: FIDO_USAGE_CTAPHID,
+            phys,
+        }
+    }
+
+    #[test]
+    fn keygate_virtual_keys_are_recognised_by_their_phys() {
+        let sysfs = fake_sysfs(&[
+            (
+                "hidraw0",
+                "DRIVER=hid-generic\nHID_ID=0003:00001209:0000F1D0\nHID_NAME=my key\n\
+                 HID_PHYS=keygate-virtual\nHID_UNIQ=1000\nMODALIAS=hid:b0003g0001v00001209p0000F1D0\n",
+            ),
+            (
+                "hidraw1",
+                "HID_ID=0003:00001050:00000407\nHID_NAME=Yubico YubiKey OTP+FIDO+CCID\n\
+                 HID_PHYS=usb-0000:00:14.0-2/input1\nHID_UNIQ=\n",
+            ),
+            (
+                "hidraw2",
+                "HID_NAME=keygate-virtual\nHID_UNIQ=keygate-virtual\n",
+            ),
+        ]);
+        let phys = |node: &str| {
+            hid_properties(sysfs.path(), Path::new(node))
+                .ok()
+                .and_then(|mut p| p.remove("HID_PHYS"))
+        };
+        let ours = phys("/dev/hidraw0");
+        assert_eq!(
+            ours.as_deref(),
+            Some(crate::hid::uhid::KEYGATE_VIRTUAL_PHYS)
+        );
+        let props = hid_properties(sysfs.path(), Path::new("/dev/hidraw0")).unwrap();
+        assert_eq!(props["HID_UNIQ"], "1000");
+        assert_eq!(props["HID_NAME"], "my key");
+        assert!(info("/dev/hidraw0", ours).is_keygate_virtual());
+        // A real key, a device that only names itself like us, an unreadable node.
+        assert!(!info("/dev/hidraw1", phys("/dev/hidraw1")).is_keygate_virtual());
+        assert!(!info("/dev/hidraw2", phys("/dev/hidraw2")).is_keygate_virtual());
+        assert!(!info("/dev/hidraw9", phys("/dev/hidraw9")).is_keygate_virtual());
+        assert!(matches!(
+            hid_properties(sysfs.path(), Path::new("/dev/hidraw9")),
+            Err(HidError::NotFound(_))
+        ));
+        assert!(hid_properties(sysfs.path(), Path::new("/")).is_err());
+        assert!(hid_properties(sysfs.path(), Path::new("/dev/..")).is_err());
     }
 
     #[tokio::test]

@@ -3,10 +3,14 @@
 //! device → host = input report.
 //!
 //! The device side (a software key) binds a [`SeqpacketListener`] and accepts host connections;
-//! a host connects with [`SeqpacketPipe::connect`]. Both ends are [`ReportPipe`]s.
+//! a host connects with [`SeqpacketPipe::connect`]. Both ends are [`ReportPipe`]s. A device that
+//! admits only some users checks [`SeqpacketPipe::peer_credentials`] (`SO_PEERCRED`, the
+//! connecting process's ids as the kernel saw them at `connect(2)`); a device handed to another
+//! process as a file descriptor uses [`SeqpacketPipe::pair_with_fd`], and that process wraps the
+//! descriptor with [`SeqpacketPipe::from_fd`].
 
 use std::io::{self, Read};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -24,6 +28,18 @@ fn seqpacket_socket() -> io::Result<Socket> {
     let socket = Socket::new(Domain::UNIX, Type::SEQPACKET.cloexec(), None)?;
     socket.set_nonblocking(true)?;
     Ok(socket)
+}
+
+/// The credentials of the process at the other end of a connected socket (`SO_PEERCRED`,
+/// unix(7)): fixed when it called `connect(2)` (or `socketpair(2)`), not forgeable by the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCredentials {
+    /// Process id.
+    pub pid: i32,
+    /// Effective user id.
+    pub uid: u32,
+    /// Effective group id.
+    pub gid: u32,
 }
 
 /// A listening `SOCK_SEQPACKET` socket (the device side).
@@ -57,13 +73,7 @@ impl SeqpacketListener {
         loop {
             let mut guard = self.inner.readable().await?;
             match guard.try_io(|fd| fd.get_ref().accept()) {
-                Ok(Ok((socket, _addr))) => {
-                    socket.set_nonblocking(true)?;
-                    socket.set_cloexec(true)?;
-                    return Ok(SeqpacketPipe {
-                        inner: register(socket, Interest::READABLE | Interest::WRITABLE)?,
-                    });
-                }
+                Ok(Ok((socket, _addr))) => return SeqpacketPipe::from_socket(socket),
                 Ok(Err(err)) => return Err(err.into()),
                 Err(_would_block) => continue,
             }
@@ -111,17 +121,59 @@ impl SeqpacketPipe {
     /// A connected pair of pipes `(host end, device end)` without a file system path.
     pub fn pair() -> Result<(Self, Self), HidError> {
         let (a, b) = Socket::pair(Domain::UNIX, Type::SEQPACKET.cloexec(), None)?;
-        a.set_nonblocking(true)?;
-        b.set_nonblocking(true)?;
-        let both = Interest::READABLE | Interest::WRITABLE;
-        Ok((
-            Self {
-                inner: register(a, both)?,
-            },
-            Self {
-                inner: register(b, both)?,
-            },
-        ))
+        Ok((Self::from_socket(a)?, Self::from_socket(b)?))
+    }
+
+    /// A connected pair whose host end is a bare descriptor, to hand to another process (over
+    /// D-Bus as a `h`, or as its stdin): `(device end, host descriptor)`. The descriptor is in
+    /// blocking mode, as a client library expects.
+    pub fn pair_with_fd() -> Result<(Self, OwnedFd), HidError> {
+        let (device, host) = Socket::pair(Domain::UNIX, Type::SEQPACKET.cloexec(), None)?;
+        Ok((Self::from_socket(device)?, OwnedFd::from(host)))
+    }
+
+    /// Wraps a descriptor received from elsewhere (e.g. keygated's `Virtual.Connect`). Fails
+    /// unless it is a connected Unix `SOCK_SEQPACKET` socket. Must be called inside a tokio
+    /// runtime.
+    pub fn from_fd(fd: OwnedFd) -> Result<Self, HidError> {
+        let socket = Socket::from(fd);
+        let kind = socket.r#type()?;
+        if kind != Type::SEQPACKET || socket.domain()? != Domain::UNIX {
+            return Err(HidError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a Unix SOCK_SEQPACKET socket",
+            )));
+        }
+        if socket.peer_addr().is_err() {
+            return Err(HidError::Closed);
+        }
+        Self::from_socket(socket)
+    }
+
+    fn from_socket(socket: Socket) -> Result<Self, HidError> {
+        socket.set_nonblocking(true)?;
+        socket.set_cloexec(true)?;
+        Ok(Self {
+            inner: register(socket, Interest::READABLE | Interest::WRITABLE)?,
+        })
+    }
+
+    /// The credentials of the process at the other end (`SO_PEERCRED`).
+    pub fn peer_credentials(&self) -> Result<PeerCredentials, HidError> {
+        let creds = nix::sys::socket::getsockopt(
+            self.inner.get_ref(),
+            nix::sys::socket::sockopt::PeerCredentials,
+        )?;
+        Ok(PeerCredentials {
+            pid: creds.pid(),
+            uid: creds.uid(),
+            gid: creds.gid(),
+        })
+    }
+
+    /// The uid of the process at the other end (`SO_PEERCRED`).
+    pub fn peer_uid(&self) -> Result<u32, HidError> {
+        Ok(self.peer_credentials()?.uid)
     }
 
     async fn send_report(&self, report: &Report) -> Result<(), HidError> {
@@ -208,6 +260,44 @@ mod tests {
         // The pipe still works afterwards.
         host.inner.get_ref().send(&[2u8; 64]).unwrap();
         assert_eq!(device.recv().await.unwrap(), [2u8; 64]);
+    }
+
+    #[tokio::test]
+    async fn peer_credentials_name_this_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hid.sock");
+        let listener = SeqpacketListener::bind(&path).unwrap();
+        let (device, host) = tokio::join!(listener.accept(), SeqpacketPipe::connect(&path));
+        let (device, host) = (device.unwrap(), host.unwrap());
+        let me = PeerCredentials {
+            pid: i32::try_from(std::process::id()).unwrap(),
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        assert_eq!(device.peer_credentials().unwrap(), me);
+        assert_eq!(host.peer_uid().unwrap(), me.uid);
+    }
+
+    #[tokio::test]
+    async fn a_handed_out_descriptor_is_a_working_host_end() {
+        let (mut device, fd) = SeqpacketPipe::pair_with_fd().unwrap();
+        let mut host = SeqpacketPipe::from_fd(fd).unwrap();
+        host.send(&[7u8; 64]).await.unwrap();
+        assert_eq!(device.recv().await.unwrap(), [7u8; 64]);
+        device.send(&[8u8; 64]).await.unwrap();
+        assert_eq!(host.recv().await.unwrap(), [8u8; 64]);
+    }
+
+    #[tokio::test]
+    async fn from_fd_rejects_other_sockets() {
+        let (stream, _other) = Socket::pair(Domain::UNIX, Type::STREAM, None).unwrap();
+        let err = SeqpacketPipe::from_fd(OwnedFd::from(stream)).unwrap_err();
+        assert!(
+            matches!(&err, HidError::Io(e) if e.kind() == io::ErrorKind::InvalidInput),
+            "{err:?}"
+        );
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert!(SeqpacketPipe::from_fd(OwnedFd::from(file)).is_err());
     }
 
     #[tokio::test]

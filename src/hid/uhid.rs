@@ -80,11 +80,23 @@ const OUTPUT_RTYPE: usize = OUTPUT_SIZE + 2;
 const INPUT2_SIZE: usize = 4;
 const INPUT2_DATA: usize = 6;
 
+/// `HID_PHYS` of the uhid devices keygated creates for its own software keys (their `HID_UNIQ`
+/// is the owner's numeric uid). `udev/72-keygate-virtual.rules` matches this string to give the
+/// hidraw node to the owner alone, and keygated's hidraw scan skips devices carrying it
+/// ([`super::hidraw::HidrawInfo::is_keygate_virtual`]). Only writers of `/dev/uhid` (root and
+/// keygated) choose `phys`; for real USB devices the kernel sets it from the port.
+pub const KEYGATE_VIRTUAL_PHYS: &str = "keygate-virtual";
+
+/// `HID_PHYS` of other uhid devices made by keygate (`keygatectl virtual serve --uhid`).
+pub const DEFAULT_PHYS: &str = "keygate-uhid";
+
 /// How the virtual device presents itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UhidConfig {
     /// Product name (HID_NAME; at most 127 bytes are kept).
     pub name: String,
+    /// Physical location (HID_PHYS; at most 63 bytes).
+    pub phys: String,
     /// USB vendor id.
     pub vendor: u16,
     /// USB product id.
@@ -100,10 +112,25 @@ impl Default for UhidConfig {
     fn default() -> Self {
         Self {
             name: "keygate virtual key".to_owned(),
+            phys: DEFAULT_PHYS.to_owned(),
             vendor: 0x1209,
             product: 0xf1d0,
             serial: String::new(),
             version: 0x0100,
+        }
+    }
+}
+
+impl UhidConfig {
+    /// A software key that keygated serves for the user `owner`: `phys` is
+    /// [`KEYGATE_VIRTUAL_PHYS`] and `uniq` the owner's decimal uid, which udev turns into the
+    /// hidraw node's owner.
+    pub fn keygate_virtual(name: &str, owner: u32) -> Self {
+        Self {
+            name: name.to_owned(),
+            phys: KEYGATE_VIRTUAL_PHYS.to_owned(),
+            serial: owner.to_string(),
+            ..Self::default()
         }
     }
 }
@@ -150,7 +177,7 @@ pub(crate) fn create2_event(config: &UhidConfig) -> Vec<u8> {
     let mut ev = vec![0u8; UHID_EVENT_SIZE];
     put(&mut ev, 0, &UHID_CREATE2.to_ne_bytes());
     put_str(&mut ev, CREATE2_NAME, 128, &config.name);
-    put_str(&mut ev, CREATE2_PHYS, 64, "keygate-uhid");
+    put_str(&mut ev, CREATE2_PHYS, 64, &config.phys);
     put_str(&mut ev, CREATE2_UNIQ, 64, &config.serial);
     put(
         &mut ev,
@@ -397,6 +424,21 @@ mod tests {
         assert_eq!(&ev[264..268], &0x1209u32.to_ne_bytes());
         assert_eq!(&ev[268..272], &0xf1d0u32.to_ne_bytes());
         assert_eq!(&ev[280..314], &FIDO_REPORT_DESCRIPTOR);
+    }
+
+    #[test]
+    fn keygate_virtual_keys_carry_the_marker_and_the_owner() {
+        let ev = create2_event(&UhidConfig::keygate_virtual("my key", 1000));
+        let field = |at: usize, len: usize| {
+            let bytes = &ev[at..at + len];
+            let end = bytes.iter().position(|b| *b == 0).unwrap();
+            std::str::from_utf8(&bytes[..end]).unwrap().to_owned()
+        };
+        assert_eq!(field(4, 128), "my key");
+        assert_eq!(field(132, 64), "keygate-virtual");
+        assert_eq!(field(196, 64), "1000");
+        let plain = create2_event(&UhidConfig::default());
+        assert_eq!(&plain[132..145], b"keygate-uhid\0");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod soft;
 pub mod tokens;
 pub mod usb;
 pub mod virtual_keys;
+pub mod virtual_transport;
 pub mod webauthn_iface;
 
 use std::path::PathBuf;

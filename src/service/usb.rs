@@ -2,8 +2,9 @@
 //! [`SCAN_INTERVAL`] after (hotplug by polling: no netlink socket, so the unit keeps
 //! `RestrictAddressFamilies=AF_UNIX`). Each new key is opened through [`crate::device::Device`],
 //! published as a Device object and announced with `DeviceAdded`; a key that disappears is
-//! removed with `DeviceRemoved`. keygate's own uhid software keys (named `keygate-virtual-*`)
-//! are skipped: they are already listed as virtual devices.
+//! removed with `DeviceRemoved`. keygated's own uhid software keys (HID_PHYS
+//! [`crate::hid::uhid::KEYGATE_VIRTUAL_PHYS`]) are skipped: they are already listed as virtual
+//! devices.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -21,8 +22,6 @@ use crate::hid::hidraw::HidrawInfo;
 
 /// How often hidraw is scanned for keys plugged in or out.
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(2);
-/// Product-name prefix of keygate's own uhid software keys.
-pub const VIRTUAL_NAME_PREFIX: &str = "keygate-virtual";
 
 fn label(info: &HidrawInfo) -> String {
     match (&info.manufacturer_string, &info.product_string) {
@@ -118,12 +117,7 @@ pub async fn scan_once(shared: &Arc<Shared>, conn: &Connection) {
     };
     let found: Vec<HidrawInfo> = found
         .into_iter()
-        .filter(|i| {
-            !i.product_string
-                .as_deref()
-                .unwrap_or_default()
-                .starts_with(VIRTUAL_NAME_PREFIX)
-        })
+        .filter(|i| !i.is_keygate_virtual())
         .collect();
     let present: HashSet<&std::path::Path> = found.iter().map(|i| i.path.as_path()).collect();
     let known = shared.devices.all();

@@ -3,7 +3,8 @@
 //! [`crate::authenticator::serve`] on an in-process HID pipe, driven through a
 //! [`crate::device::Device`] like any USB key, and published as a Device object. Only its owner
 //! lists, controls, removes or uses it (root may remove any); `DeviceAdded` / `DeviceRemoved`
-//! for a software key go to the creating connection only.
+//! for a software key go to the creating connection only. A key may also be served on a socket,
+//! through a handed-out descriptor or as a uhid device: see [`super::virtual_transport`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use super::device_object::DeviceObject;
 use super::devices::{DeviceHandle, DeviceKind, DeviceRecord};
 use super::error::BusError;
 use super::names::{MANAGER_IFACE, ROOT_PATH};
+use super::virtual_transport::{TransportOptions, Transports};
 use crate::authenticator::{
     AttestationKind, CtapVersion, PresencePolicy, SharedSoftKey, SoftKey, SoftKeyOptions,
 };
@@ -43,6 +45,17 @@ struct CreateOptions {
     min_pin_length: Option<u8>,
     large_blobs: Option<bool>,
     aaguid: Option<String>,
+    socket: Option<bool>,
+    uhid: Option<bool>,
+}
+
+impl CreateOptions {
+    fn transports(&self) -> TransportOptions {
+        TransportOptions {
+            socket: self.socket.unwrap_or(false),
+            uhid: self.uhid.unwrap_or(false),
+        }
+    }
 }
 
 fn presence_policy(name: &str, timeout_ms: Option<u64>) -> Result<PresencePolicy, BusError> {
@@ -98,12 +111,14 @@ fn build_options(options: &CreateOptions) -> Result<(SoftKeyOptions, PresencePol
 #[derive(Debug)]
 pub struct Virtual {
     shared: Arc<Shared>,
+    transports: Transports,
 }
 
 impl Virtual {
     /// The interface over the daemon's shared state.
     pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+        let transports = Transports::new(shared.runtime_dir.clone());
+        Self { shared, transports }
     }
 
     /// The caller's software key at `path` (root: any software key).
@@ -184,7 +199,10 @@ impl Virtual {
     /// `options_json` (all optional): `{"name", "pin", "resident_keys", "client_pin",
     /// "presence": "auto"|"deny"|"wait", "presence_timeout_ms", "attestation":
     /// "none"|"self"|"packed", "ctap": "2.1"|"2.0"|"u2f", "always_uv", "min_pin_length",
-    /// "large_blobs", "aaguid"}`. `DeviceAdded` goes to the calling connection only.
+    /// "large_blobs", "aaguid", "socket", "uhid"}`. `"socket": true` also serves the key on a
+    /// SOCK_SEQPACKET socket under keygated's runtime directory (see `Socket`); `"uhid": true`
+    /// also makes it a kernel HID device (NotAvailable when keygated may not write /dev/uhid).
+    /// `DeviceAdded` goes to the calling connection only.
     #[zbus(out_args("device"))]
     async fn create(
         &self,
@@ -218,6 +236,9 @@ impl Virtual {
         }
         let (soft, policy) = build_options(&options)?;
         let handle = start_key(&self.shared, caller.uid, name, soft, policy).await?;
+        self.transports
+            .attach(&handle, options.transports())
+            .inspect_err(|_| handle.stop.cancel())?;
         let path = handle.record.path.clone();
         server
             .at(
@@ -273,11 +294,43 @@ impl Virtual {
         let caller = self.shared.access.caller(conn, &header).await?;
         let handle = self.own_key(&caller, path.as_str())?;
         handle.stop.cancel();
+        self.transports.detach(path.as_str());
         self.shared.devices.remove(path.as_str());
         server.remove::<DeviceObject, _>(&path).await?;
         tracing::info!(path = %path, uid = caller.uid, "software key removed");
         emit_to(conn, &caller.unique_name, "DeviceRemoved", &(path,)).await;
         Ok(())
+    }
+
+    /// The path of the SOCK_SEQPACKET socket of one of the caller's keys (created with
+    /// `"socket": true`; NotAvailable otherwise). Only the key's owner and root may connect:
+    /// other peers are closed at once.
+    #[zbus(out_args("socket"))]
+    async fn socket(
+        &self,
+        path: OwnedObjectPath,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.shared.access.caller(conn, &header).await?;
+        self.own_key(&caller, path.as_str())?;
+        self.transports.socket_path(&path)
+    }
+
+    /// A new connection to one of the caller's keys: the host end of a SOCK_SEQPACKET socket
+    /// pair carrying one 64-byte HID report per message, like the key's socket.
+    #[zbus(out_args("socket"))]
+    async fn connect(
+        &self,
+        path: OwnedObjectPath,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<zbus::OwnedFd, BusError> {
+        let _gate = self.shared.gate.enter().await?;
+        let caller = self.shared.access.caller(conn, &header).await?;
+        let handle = self.own_key(&caller, path.as_str())?;
+        self.transports.connect(&handle)
     }
 
     /// Approves the pending (or the next) user-presence request of a key; returns whether a

@@ -3,6 +3,7 @@
 //! foreground, is in `virtual_serve.rs`).
 
 use keygate::service::client::VirtualProxy;
+use keygate::service::virtual_transport::VirtualTransportsProxy;
 
 use crate::conn::{BusArgs, explain};
 
@@ -30,6 +31,13 @@ pub struct CreateArgs {
     /// alwaysUv.
     #[arg(long)]
     always_uv: bool,
+    /// Also serve the key on a SOCK_SEQPACKET socket under keygated's runtime directory (its
+    /// path is printed; only you and root may connect).
+    #[arg(long)]
+    socket: bool,
+    /// Also make the key a kernel HID device through /dev/uhid (its hidraw node is yours).
+    #[arg(long)]
+    uhid: bool,
 }
 
 /// `keygatectl virtual ...` (except `serve`).
@@ -78,6 +86,8 @@ pub async fn run(bus: &BusArgs, json: bool, command: VirtualDaemonCommand) -> an
                 "presence": args.presence,
                 "resident_keys": !args.no_resident_keys,
                 "always_uv": args.always_uv,
+                "socket": args.socket,
+                "uhid": args.uhid,
             });
             for (key, value) in [
                 ("name", args.name),
@@ -90,10 +100,22 @@ pub async fn run(bus: &BusArgs, json: bool, command: VirtualDaemonCommand) -> an
                 }
             }
             let path = virt.create(&options.to_string()).await.map_err(explain)?;
+            let socket = if args.socket {
+                let transports = VirtualTransportsProxy::new(&conn).await.map_err(explain)?;
+                Some(transports.socket(&path).await.map_err(explain)?)
+            } else {
+                None
+            };
             if json {
-                println!("{}", serde_json::json!({ "path": path.as_str() }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "path": path.as_str(), "socket": socket })
+                );
             } else {
                 println!("{path}");
+                if let Some(socket) = socket {
+                    println!("socket: {socket}");
+                }
             }
         }
         VirtualDaemonCommand::List => {
