@@ -193,6 +193,15 @@ impl Tokens {
             .map_err(token_error)
     }
 
+    /// The `(accepted, reason)` answer of a check run by [`Tokens::run`]; an unknown serial or
+    /// challenge is `NotFound`.
+    async fn judge<F>(&self, call: &Call<'_>, check: F) -> Result<(bool, String), BusError>
+    where
+        F: FnOnce(&TokenService, &str) -> Result<Verdict, TokenError> + Send + 'static,
+    {
+        verdict(self.run(call, check).await?)
+    }
+
     /// A call that names one token or user: `op(service, who, name)` on the blocking pool,
     /// after the length check of `name`.
     async fn by_name<T>(
@@ -444,12 +453,10 @@ impl Tokens {
             ("code", code, MAX_CODE_LEN),
         ])?;
         let (serial, code) = (serial.to_owned(), code.to_owned());
-        verdict(
-            self.run(&call, move |svc, who| {
-                svc.verify_code(who, Target::Serial(&serial), &code)
-            })
-            .await?,
-        )
+        self.judge(&call, move |svc, who| {
+            svc.verify_code(who, Target::Serial(&serial), &code)
+        })
+        .await
     }
 
     /// Issues a single-use OCRA challenge (verifier): (challenge id, question).
@@ -483,12 +490,10 @@ impl Tokens {
             ("response", response, MAX_CODE_LEN),
         ])?;
         let (id, response) = (challenge_id.to_owned(), response.to_owned());
-        verdict(
-            self.run(&call, move |svc, who| {
-                svc.verify_response(who, &id, &response)
-            })
-            .await?,
-        )
+        self.judge(&call, move |svc, who| {
+            svc.verify_response(who, &id, &response)
+        })
+        .await
     }
 
     /// Issues a single-use transaction-signature challenge over (name, value) fields
@@ -530,12 +535,10 @@ impl Tokens {
         ])?;
         let fields = owned_fields(&fields)?;
         let (id, signature) = (challenge_id.to_owned(), signature.to_owned());
-        verdict(
-            self.run(&call, move |svc, who| {
-                svc.verify_signature(who, &id, &fields, &signature)
-            })
-            .await?,
-        )
+        self.judge(&call, move |svc, who| {
+            svc.verify_signature(who, &id, &fields, &signature)
+        })
+        .await
     }
 
     /// Resynchronises a HOTP/TOTP token with two consecutive codes (admin).
@@ -555,12 +558,10 @@ impl Tokens {
             ("code2", code2, MAX_CODE_LEN),
         ])?;
         let (serial, code1, code2) = (serial.to_owned(), code1.to_owned(), code2.to_owned());
-        verdict(
-            self.run(&call, move |svc, who| {
-                svc.resync(who, &serial, &code1, &code2)
-            })
-            .await?,
-        )
+        self.judge(&call, move |svc, who| {
+            svc.resync(who, &serial, &code1, &code2)
+        })
+        .await
     }
 
     /// Unlocks a token locked by failures (admin).
