@@ -13,7 +13,7 @@ use zbus::{Connection, interface};
 use super::Shared;
 use super::call::{Allowed, Call, found};
 use super::error::BusError;
-use crate::rp::{RelyingParties, RpConfig, RpError};
+use crate::rp::{RelyingParties, RpConfig, RpError, StartedCeremony};
 
 /// Maps ceremony errors onto named D-Bus errors.
 pub(crate) fn rp_error(err: RpError) -> BusError {
@@ -73,6 +73,34 @@ impl RelyingParty {
         self.run(work).await
     }
 
+    /// Starts a ceremony (verifier): (ceremony id, options JSON).
+    async fn start<F>(
+        &self,
+        bus: (&Connection, &Header<'_>),
+        start: F,
+    ) -> Result<(String, String), BusError>
+    where
+        F: FnOnce(&RelyingParties) -> Result<StartedCeremony, RpError> + Send + 'static,
+    {
+        let started = self.call(bus, Allowed::VERIFIER, &[], start).await?;
+        Ok((started.ceremony_id, started.options_json))
+    }
+
+    /// Finishes a ceremony (verifier) with the client's response JSON.
+    async fn finish<T: Send + 'static>(
+        &self,
+        bus: (&Connection, &Header<'_>),
+        (ceremony_id, response_json): (&str, &str),
+        finish: fn(&RelyingParties, &str, &str) -> Result<T, RpError>,
+    ) -> Result<T, BusError> {
+        let sized = [("response_json", response_json)];
+        let (id, response) = (ceremony_id.to_owned(), response_json.to_owned());
+        self.call(bus, Allowed::VERIFIER, &sized, move |rps| {
+            finish(rps, &id, &response)
+        })
+        .await
+    }
+
     async fn run<T, F>(&self, call: F) -> Result<T, BusError>
     where
         T: Send + 'static,
@@ -106,12 +134,10 @@ impl RelyingParty {
     ) -> Result<(String, String), BusError> {
         let (rp_id, user, display_name) =
             (rp_id.to_owned(), user.to_owned(), display_name.to_owned());
-        let started = self
-            .call((conn, &header), Allowed::VERIFIER, &[], move |rps| {
-                rps.start_registration(&rp_id, &user, &display_name)
-            })
-            .await?;
-        Ok((started.ceremony_id, started.options_json))
+        self.start((conn, &header), move |rps| {
+            rps.start_registration(&rp_id, &user, &display_name)
+        })
+        .await
     }
 
     /// Finishes a registration with the client's RegistrationResponseJSON (verifier); returns
@@ -124,13 +150,9 @@ impl RelyingParty {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let sized = [("response_json", response_json)];
-        let (id, response) = (ceremony_id.to_owned(), response_json.to_owned());
-        let info = self
-            .call((conn, &header), Allowed::VERIFIER, &sized, move |rps| {
-                rps.finish_registration(&id, &response)
-            })
-            .await?;
+        let ceremony = (ceremony_id, response_json);
+        let finish = RelyingParties::finish_registration;
+        let info = self.finish((conn, &header), ceremony, finish).await?;
         tracing::info!(rp = %info.rp_id, user = %info.user_login, "credential registered");
         Ok(info.credential_id)
     }
@@ -146,12 +168,10 @@ impl RelyingParty {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, String), BusError> {
         let (rp_id, user) = (rp_id.to_owned(), user.to_owned());
-        let started = self
-            .call((conn, &header), Allowed::VERIFIER, &[], move |rps| {
-                rps.start_authentication(&rp_id, &user)
-            })
-            .await?;
-        Ok((started.ceremony_id, started.options_json))
+        self.start((conn, &header), move |rps| {
+            rps.start_authentication(&rp_id, &user)
+        })
+        .await
     }
 
     /// Finishes an authentication with the client's AuthenticationResponseJSON (verifier);
@@ -166,13 +186,9 @@ impl RelyingParty {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let sized = [("response_json", response_json)];
-        let (id, response) = (ceremony_id.to_owned(), response_json.to_owned());
-        let outcome = self
-            .call((conn, &header), Allowed::VERIFIER, &sized, move |rps| {
-                rps.finish_authentication(&id, &response)
-            })
-            .await?;
+        let ceremony = (ceremony_id, response_json);
+        let finish = RelyingParties::finish_authentication;
+        let outcome = self.finish((conn, &header), ceremony, finish).await?;
         Ok(serde_json::json!({
             "rp_id": outcome.rp_id,
             "user": outcome.user_login,
