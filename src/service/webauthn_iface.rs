@@ -266,14 +266,13 @@ impl WebAuthn {
             .ok_or_else(|| BusError::NotFound(format!("no pending request {request_id:?}")))
     }
 
+    /// Runs one ceremony for the caller: `(request_id, origin, options_json)` as the methods
+    /// received them.
     async fn run(
         &self,
         ceremony: Ceremony,
-        request_id: &str,
-        origin: &str,
-        options_json: &str,
-        header: &Header<'_>,
-        conn: &Connection,
+        (request_id, origin, options_json): (&str, &str, &str),
+        (conn, header): (&Connection, &Header<'_>),
     ) -> Result<String, BusError> {
         let call = Call::enter(&self.shared, conn, header, Allowed::Anyone).await?;
         let caller = &call.caller;
@@ -385,15 +384,8 @@ impl WebAuthn {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        self.run(
-            Ceremony::Create,
-            request_id,
-            origin,
-            options_json,
-            &header,
-            conn,
-        )
-        .await
+        let request = (request_id, origin, options_json);
+        self.run(Ceremony::Create, request, (conn, &header)).await
     }
 
     /// `navigator.credentials.get({publicKey})` for `origin` with
@@ -407,15 +399,8 @@ impl WebAuthn {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        self.run(
-            Ceremony::Get,
-            request_id,
-            origin,
-            options_json,
-            &header,
-            conn,
-        )
-        .await
+        let request = (request_id, origin, options_json);
+        self.run(Ceremony::Get, request, (conn, &header)).await
     }
 
     /// Answers a `pin` interaction of one of the caller's running requests.
