@@ -605,8 +605,9 @@ mod softkey {
         device: &mut Device<P>,
         request: &make_credential::Request,
     ) -> Result<make_credential::Response, DeviceError> {
-        let none = CancellationToken::new();
-        device.make_credential(request, &none, &mut |_| {}).await
+        device
+            .make_credential(request, &CancellationToken::new(), &mut |_| {})
+            .await
     }
 
     /// authenticatorGetAssertion that nobody cancels, keepalives ignored.
@@ -614,8 +615,9 @@ mod softkey {
         device: &mut Device<P>,
         request: &get_assertion::Request,
     ) -> Result<get_assertion::Response, DeviceError> {
-        let none = CancellationToken::new();
-        device.get_assertion(request, &none, &mut |_| {}).await
+        device
+            .get_assertion(request, &CancellationToken::new(), &mut |_| {})
+            .await
     }
 
     /// The key refused the request with `status`.
