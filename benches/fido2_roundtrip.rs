@@ -3,6 +3,11 @@
 //! SOCK_SEQPACKET socket, and python-fido2 (`$KEYGATE_PYTHON`, tests/interop/fido2_bench.py)
 //! through the same socket; prints the ratio keygate/python-fido2.
 //!
+//! Both clients talk to the same key, so each round trip also pays the key's own work (an ECDSA
+//! signature, CBOR, credential unwrapping). The bench times that work alone by calling the key's
+//! CTAP2 handler in-process and prints the clients' own cost (p50 round trip minus p50 key work)
+//! and its ratio as well, next to the end-to-end ratio: the first is what the driver controls.
+//!
 //! Run: `KEYGATE_PYTHON=/work/venv/bin/python cargo bench --bench fido2_roundtrip`
 //! (`FIDO2_BENCH_N` round trips per operation, default 300).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,7 +17,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use keygate::authenticator::{
-    AttestationKind, PresencePolicy, SharedSoftKey, SoftKey, SoftKeyOptions, serve,
+    AttestationKind, AutoApproveForTests, PresencePolicy, SharedSoftKey, SoftKey, SoftKeyOptions,
+    serve,
 };
 use keygate::ctap2::commands::{decode_response, get_assertion, make_credential};
 use keygate::ctap2::{
@@ -92,7 +98,8 @@ fn ga_request(credential_id: &[u8]) -> Vec<u8> {
 }
 
 /// keygate's driver: n MakeCredential then n GetAssertion.
-async fn drive<P: ReportPipe>(pipe: P, n: usize) -> (Stats, Stats) {
+/// MakeCredential then GetAssertion `n` times each; the stats and the last credential id.
+async fn drive<P: ReportPipe>(pipe: P, n: usize) -> (Stats, Stats, Vec<u8>) {
     let mut device = Device::open(pipe, DeviceOptions::default()).await.unwrap();
     let cancel = CancellationToken::new();
     let mc = mc_request();
@@ -118,7 +125,28 @@ async fn drive<P: ReportPipe>(pipe: P, n: usize) -> (Stats, Stats) {
         ga_times.push(t.elapsed());
         assert_eq!(reply[0], 0);
     }
-    (stats(mc_times), stats(ga_times))
+    (stats(mc_times), stats(ga_times), credential_id)
+}
+
+/// The key's own work per request: its CTAP2 handler called in-process, without framing.
+fn key_work(key: &SharedSoftKey, request: &[u8], n: usize) -> Stats {
+    let samples = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            let reply = key
+                .with(|k| k.handle_cbor(request, &mut AutoApproveForTests, Instant::now()))
+                .unwrap();
+            let elapsed = t.elapsed();
+            assert_eq!(reply[0], 0, "key refused the bench request");
+            elapsed
+        })
+        .collect();
+    stats(samples)
+}
+
+/// A client's own cost: its p50 round trip minus the key's p50 work.
+fn client_cost(round_trip: &Stats, key: &Stats) -> f64 {
+    (round_trip.p50.as_secs_f64() - key.p50.as_secs_f64()).max(1e-9)
 }
 
 fn python_fido2(socket: &Path, n: usize) -> Option<(Stats, Stats)> {
@@ -171,7 +199,7 @@ fn main() {
     println!(
         "fido2_roundtrip: {n} round trips per operation, software key with packed attestation"
     );
-    let (pair_mc, pair_ga) = runtime.block_on(async {
+    let (pair_mc, pair_ga, _) = runtime.block_on(async {
         let (host, device) = keygate::hid::pair();
         tokio::spawn(serve(device, key.clone(), shutdown.clone()));
         drive(host, n).await
@@ -189,8 +217,15 @@ fn main() {
             }
         });
     });
-    let (sock_mc, sock_ga) =
+    let (sock_mc, sock_ga, credential_id) =
         runtime.block_on(async { drive(SeqpacketPipe::connect(&socket).await.unwrap(), n).await });
+    let key_mc = key_work(&key, &mc_request(), n);
+    let key_ga = key_work(&key, &ga_request(&credential_id), n);
+    print(
+        "key's own work (handler in-process), MakeCredential",
+        &key_mc,
+    );
+    print("key's own work (handler in-process), GetAssertion", &key_ga);
     print("keygate driver, socket, MakeCredential", &sock_mc);
     print("keygate driver, socket, GetAssertion", &sock_ga);
 
@@ -209,6 +244,18 @@ fn main() {
                 "ratio keygate/python-fido2 (p50 latency, socket):    MakeCredential {:.1}x, GetAssertion {:.1}x",
                 py_mc.p50.as_secs_f64() / sock_mc.p50.as_secs_f64(),
                 py_ga.p50.as_secs_f64() / sock_ga.p50.as_secs_f64()
+            );
+            println!(
+                "client's own cost, p50 (round trip minus key work): keygate MakeCredential {:.3} ms, GetAssertion {:.3} ms; python-fido2 {:.3} ms, {:.3} ms",
+                client_cost(&sock_mc, &key_mc) * 1e3,
+                client_cost(&sock_ga, &key_ga) * 1e3,
+                client_cost(&py_mc, &key_mc) * 1e3,
+                client_cost(&py_ga, &key_ga) * 1e3,
+            );
+            println!(
+                "ratio python-fido2/keygate (client's own cost, p50): MakeCredential {:.1}x, GetAssertion {:.1}x",
+                client_cost(&py_mc, &key_mc) / client_cost(&sock_mc, &key_mc),
+                client_cost(&py_ga, &key_ga) / client_cost(&sock_ga, &key_ga)
             );
         }
         None => println!(
