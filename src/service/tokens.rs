@@ -202,6 +202,25 @@ impl Tokens {
         verdict(self.run(call, check).await?)
     }
 
+    /// A verifier's check of the `answer` (a code or response) to what `name` names (a serial
+    /// or a challenge id): `check(service, who, name, answer)` after both length checks.
+    async fn check_answer(
+        &self,
+        (conn, header): (&Connection, &Header<'_>),
+        (name_arg, name): (&str, &str),
+        (answer_arg, answer): (&str, &str),
+        check: fn(&TokenService, &str, &str, &str) -> Result<Verdict, TokenError>,
+    ) -> Result<(bool, String), BusError> {
+        let call = self.enter(conn, header, Allowed::VERIFIER).await?;
+        check_lens(&[
+            (name_arg, name, MAX_NAME_LEN),
+            (answer_arg, answer, MAX_CODE_LEN),
+        ])?;
+        let (name, answer) = (name.to_owned(), answer.to_owned());
+        self.judge(&call, move |svc, who| check(svc, who, &name, &answer))
+            .await
+    }
+
     /// A call that names one token or user: `op(service, who, name)` on the blocking pool,
     /// after the length check of `name`.
     async fn by_name<T>(
@@ -447,14 +466,9 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(bool, String), BusError> {
-        let call = self.enter(conn, &header, Allowed::VERIFIER).await?;
-        check_lens(&[
-            ("serial", serial, MAX_NAME_LEN),
-            ("code", code, MAX_CODE_LEN),
-        ])?;
-        let (serial, code) = (serial.to_owned(), code.to_owned());
-        self.judge(&call, move |svc, who| {
-            svc.verify_code(who, Target::Serial(&serial), &code)
+        let (bus, name) = ((conn, &header), ("serial", serial));
+        self.check_answer(bus, name, ("code", code), |svc, who, serial, code| {
+            svc.verify_code(who, Target::Serial(serial), code)
         })
         .await
     }
@@ -484,16 +498,10 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(bool, String), BusError> {
-        let call = self.enter(conn, &header, Allowed::VERIFIER).await?;
-        check_lens(&[
-            ("challenge_id", challenge_id, MAX_NAME_LEN),
-            ("response", response, MAX_CODE_LEN),
-        ])?;
-        let (id, response) = (challenge_id.to_owned(), response.to_owned());
-        self.judge(&call, move |svc, who| {
-            svc.verify_response(who, &id, &response)
-        })
-        .await
+        let (bus, id) = ((conn, &header), ("challenge_id", challenge_id));
+        let answer = ("response", response);
+        self.check_answer(bus, id, answer, TokenService::verify_response)
+            .await
     }
 
     /// Issues a single-use transaction-signature challenge over (name, value) fields
