@@ -7,6 +7,7 @@
 //! READY=1 after the name is acquired, and on cancellation waits for calls in flight before
 //! releasing the name, so that no accepted call is lost.
 
+mod call;
 pub mod caller;
 pub mod client;
 pub mod config;
