@@ -14,13 +14,17 @@
 //! ClientPIN (PIN/UV auth protocol 2 preferred, 1 as fallback; a pinUvAuthToken with
 //! permissions and RP ID on CTAP 2.1 keys, getPinToken on 2.0 keys; set/change PIN; retries),
 //! credential management (0x0A, or the FIDO_2_1_PRE prototype 0x41), reset and selection.
+//! allowLists and excludeLists longer than the key's maxCredentialCountInList are probed in
+//! batches with silent pre-flight GetAssertions, IDs longer than maxCredentialIdLength dropped
+//! ([`crate::ctap2::credential_list`]).
 //! CTAP1-only keys get MakeCredential / GetAssertion through U2F REGISTER / AUTHENTICATE
 //! (CTAP 2.1 §10.2). [`race_cbor`], [`select_device`] and [`first_touched`] drive several
 //! keys at once: the first one touched wins, the others get CTAPHID_CANCEL.
 //!
-//! Not implemented here: authenticatorConfig, largeBlobs and bio enrollment helpers (their
-//! requests can be sent with [`Device::command`]), hmac-secret salts (the `ctap2`
-//! `PlatformSession` builds them; the WebAuthn client wires them in).
+//! authenticatorConfig helpers are in `device_config.rs`, authenticatorLargeBlobs helpers in
+//! `device_blobs.rs` (both `impl Device`). Not implemented here: bio enrollment (its requests
+//! can be sent with [`Device::command`]), hmac-secret salts (the `ctap2` `PlatformSession`
+//! builds them; the WebAuthn client wires them in).
 
 use std::time::Duration;
 
@@ -28,9 +32,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::ctap2::commands::{
-    Command, client_pin, credential_management, get_assertion, get_info, get_next_assertion,
-    make_credential, reset, selection,
+    Command, PinUvAuthenticated, client_pin, credential_management, get_assertion, get_info,
+    get_next_assertion, make_credential, reset, selection,
 };
+use crate::ctap2::credential_list::{self, Plan, Preflight, Step};
 use crate::ctap2::pin_protocol::{Permissions, PinProtocol, PlatformSession};
 use crate::ctap2::u2f::{
     self, AuthenticateControl, AuthenticateRequest, RegisterRequest, StatusWord, U2fRequest,
@@ -45,8 +50,13 @@ use crate::ctaphid::{
     BROADCAST, Capabilities, ChannelId, CtapHidErrorCode, FramingError, HidCmd, INIT_NONCE_LEN,
     InitResponse, KeepaliveStatus, fragment,
 };
-use crate::hid::{HidError, ReportPipe};
+use crate::hid::{BoxFuture, HidError, ReportPipe};
 use crate::secret::Secret;
+
+#[path = "device_blobs.rs"]
+mod blobs;
+#[path = "device_config.rs"]
+mod config;
 
 /// An error of the host driver.
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +156,13 @@ impl PinUvAuthToken {
     pub fn authenticate(&self, message: &[u8]) -> Vec<u8> {
         self.protocol
             .authenticate(self.token.expose_secret(), message)
+    }
+
+    /// Fills in pinUvAuthProtocol and pinUvAuthParam (over the request's own auth message)
+    /// of an authenticatorConfig or credential-management request.
+    pub fn sign<R: PinUvAuthenticated>(&self, request: &mut R) {
+        let param = self.authenticate(&request.auth_message());
+        request.set_pin_uv_auth(self.protocol.version(), param);
     }
 }
 
@@ -442,7 +459,10 @@ impl<P: ReportPipe> Device<P> {
         if !self.is_ctap2() && self.capabilities().supports_msg() {
             return self.u2f_make_credential(request, cancel).await;
         }
-        self.command(request, cancel, on_keepalive).await
+        match self.fit_exclude_list(request, cancel).await? {
+            Some(fitted) => self.command(&fitted, cancel, on_keepalive).await,
+            None => self.command(request, cancel, on_keepalive).await,
+        }
     }
 
     /// authenticatorGetAssertion (CTAP 2.1 §6.2); on a CTAP1-only key, mapped to
@@ -456,7 +476,153 @@ impl<P: ReportPipe> Device<P> {
         if !self.is_ctap2() && self.capabilities().supports_msg() {
             return self.u2f_get_assertion(request, cancel).await;
         }
-        self.command(request, cancel, on_keepalive).await
+        match self.fit_allow_list(request, cancel).await? {
+            Some(fitted) => self.command(&fitted, cancel, on_keepalive).await,
+            None => self.command(request, cancel, on_keepalive).await,
+        }
+    }
+
+    // ---- Long credential lists (CTAP 2.1 §6.4 members 0x07, 0x08) --------------------------
+
+    /// `list` as this key can take it, or `None` when it can take it unchanged: IDs longer
+    /// than maxCredentialIdLength are dropped, and a list longer than maxCredentialCountInList
+    /// is reduced by a silent pre-flight to the one credential the key holds, or to none. The
+    /// pre-flight reuses the request's pinUvAuthParam (`pin_uv_auth`; it authenticates the same
+    /// clientDataHash), so a token for a MakeCredential with a long excludeList needs the `ga`
+    /// permission besides `mc` (python-fido2 asks for both too).
+    async fn fit_list(
+        &mut self,
+        list: &[PublicKeyCredentialDescriptor],
+        probe: PreflightProbe<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Vec<PublicKeyCredentialDescriptor>>, DeviceError> {
+        let Some(info) = &self.info else {
+            return Ok(None);
+        };
+        Ok(match credential_list::plan(info, list) {
+            Plan::Direct(usable) if usable.len() == list.len() => None,
+            Plan::Direct(usable) => Some(usable),
+            Plan::Preflight(preflight) => Some(
+                self.run_preflight(preflight, probe, cancel)
+                    .await?
+                    .into_iter()
+                    .collect(),
+            ),
+        })
+    }
+
+    /// The MakeCredential request with its excludeList fitted ([`Self::fit_list`]); `None`:
+    /// send it unchanged.
+    async fn fit_exclude_list(
+        &mut self,
+        request: &make_credential::Request,
+        cancel: &CancellationToken,
+    ) -> Result<Option<make_credential::Request>, DeviceError> {
+        let Some(list) = &request.exclude_list else {
+            return Ok(None);
+        };
+        let probe = PreflightProbe {
+            rp_id: &request.rp.id,
+            client_data_hash: &request.client_data_hash,
+            pin_uv_auth: request
+                .pin_uv_auth_param
+                .clone()
+                .zip(request.pin_uv_auth_protocol),
+        };
+        let fitted = self.fit_list(list, probe, cancel).await?;
+        Ok(fitted.map(|exclude| make_credential::Request {
+            exclude_list: (!exclude.is_empty()).then_some(exclude),
+            ..request.clone()
+        }))
+    }
+
+    /// The GetAssertion request with its allowList fitted ([`Self::fit_list`]); `None`: send
+    /// it unchanged. A list with no match left becomes
+    /// [`credential_list::no_match_allow_list`], so the key still waits for a touch before
+    /// answering NO_CREDENTIALS (an empty allowList would ask for discoverable credentials).
+    async fn fit_allow_list(
+        &mut self,
+        request: &get_assertion::Request,
+        cancel: &CancellationToken,
+    ) -> Result<Option<get_assertion::Request>, DeviceError> {
+        let Some(list) = request.allow_list.as_ref().filter(|list| !list.is_empty()) else {
+            return Ok(None);
+        };
+        let probe = PreflightProbe {
+            rp_id: &request.rp_id,
+            client_data_hash: &request.client_data_hash,
+            pin_uv_auth: request
+                .pin_uv_auth_param
+                .clone()
+                .zip(request.pin_uv_auth_protocol),
+        };
+        let fitted = self.fit_list(list, probe, cancel).await?;
+        Ok(fitted.map(|allow| get_assertion::Request {
+            allow_list: Some(if allow.is_empty() {
+                credential_list::no_match_allow_list()
+            } else {
+                allow
+            }),
+            ..request.clone()
+        }))
+    }
+
+    /// Which credential of `list` this key holds for `rp_id`, found with silent (`up = false`)
+    /// GetAssertions over an all-zero clientDataHash, in batches of maxCredentialCountInList
+    /// (1 when the key reports none), IDs longer than maxCredentialIdLength left out; with
+    /// `token` (permission `ga`), credentials that need UV (credProtect 3) are found too.
+    /// The platform behaviour of python-fido2's client and libfido2 (CTAP 2.1 §6.2.2 "up").
+    pub async fn find_credential(
+        &mut self,
+        rp_id: &str,
+        list: &[PublicKeyCredentialDescriptor],
+        token: Option<&PinUvAuthToken>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<PublicKeyCredentialDescriptor>, DeviceError> {
+        let info = self
+            .info
+            .as_ref()
+            .ok_or(DeviceError::Unsupported("pre-flight on a CTAP1-only key"))?;
+        let usable = credential_list::usable(info, list);
+        let batch = info
+            .max_credential_count_in_list
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(1);
+        let client_data_hash = [0u8; 32];
+        let auth = token.map(|token| {
+            (
+                token.authenticate(&client_data_hash),
+                token.protocol().version(),
+            )
+        });
+        let probe = PreflightProbe {
+            rp_id,
+            client_data_hash: &client_data_hash,
+            pin_uv_auth: auth,
+        };
+        self.run_preflight(Preflight::new(usable, batch), probe, cancel)
+            .await
+    }
+
+    /// Drives a [`Preflight`] to its end on this device.
+    async fn run_preflight(
+        &mut self,
+        preflight: Preflight,
+        probe: PreflightProbe<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Option<PublicKeyCredentialDescriptor>, DeviceError> {
+        let cancel = cancel.clone();
+        drive_preflight(
+            self,
+            move |device, request| {
+                let cancel = cancel.clone();
+                Box::pin(async move { device.command(&request, &cancel, &mut |_| {}).await })
+            },
+            DeviceError::status,
+            preflight,
+            probe,
+        )
+        .await
     }
 
     /// authenticatorGetNextAssertion (CTAP 2.1 §6.3).
@@ -677,8 +843,7 @@ impl<P: ReportPipe> Device<P> {
             .ok_or(DeviceError::Unsupported("credential management"))?;
         let mut request = credential_management::Request::new(sub_command, params);
         if let Some(token) = token {
-            request.pin_uv_auth_protocol = Some(token.protocol().version());
-            request.pin_uv_auth_param = Some(token.authenticate(&request.auth_message()));
+            token.sign(&mut request);
         }
         let bytes = if cmd == crate::ctap2::commands::CMD_CREDENTIAL_MANAGEMENT {
             request.encode()
@@ -1016,6 +1181,48 @@ impl<P: ReportPipe> Device<P> {
             large_blob_key: None,
         })
     }
+}
+
+/// What every probe of a pre-flight carries besides its batch.
+#[derive(Debug, Clone)]
+pub(crate) struct PreflightProbe<'a> {
+    /// The RP ID.
+    pub rp_id: &'a str,
+    /// The clientDataHash the probes are signed over.
+    pub client_data_hash: &'a [u8],
+    /// (pinUvAuthParam over `client_data_hash`, pinUvAuthProtocol), when verified.
+    pub pin_uv_auth: Option<(Vec<u8>, u64)>,
+}
+
+/// Drives a [`Preflight`] (`ctap2::credential_list`) to its end over any CTAP2 sender:
+/// `send` issues one GetAssertion on `target` (the driver here, the WebAuthn client's session),
+/// `status` extracts the CTAP status from its errors; other errors end the pre-flight.
+pub(crate) async fn drive_preflight<T: ?Sized, E: From<Ctap2Error>>(
+    target: &mut T,
+    mut send: impl for<'a> FnMut(
+        &'a mut T,
+        get_assertion::Request,
+    ) -> BoxFuture<'a, Result<get_assertion::Response, E>>,
+    status: fn(&E) -> Option<StatusCode>,
+    mut preflight: Preflight,
+    probe: PreflightProbe<'_>,
+) -> Result<Option<PublicKeyCredentialDescriptor>, E> {
+    while let Some(request) = preflight.request(
+        probe.rp_id,
+        probe.client_data_hash,
+        probe.pin_uv_auth.clone(),
+    ) {
+        let reply = match send(&mut *target, request).await {
+            Ok(response) => Ok(response),
+            Err(err) => Err(status(&err).ok_or(err)?),
+        };
+        match preflight.on_reply(reply.as_ref().map_err(|code| *code))? {
+            Step::Found(descriptor) => return Ok(Some(descriptor)),
+            Step::Continue => {}
+            Step::NotFound => return Ok(None),
+        }
+    }
+    Ok(None)
 }
 
 /// How often a U2F request waiting for a touch is repeated.

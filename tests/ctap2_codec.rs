@@ -840,6 +840,98 @@ fn malformed_trailing_and_deep_cbor_are_0x12() {
     assert_eq!(status(&nested(7)), 0x12, "depth 9 rejected");
 }
 
+/// Writes `value` as given (map entries in insertion order, ciborium's writer).
+fn as_given(cmd: u8, value: &Value) -> Vec<u8> {
+    let mut out = vec![cmd];
+    ciborium::ser::into_writer(value, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn non_canonical_requests_are_0x12_and_responses_are_not_checked() {
+    // Canonical, as our writer and python-fido2 write it: accepted.
+    let canonical = with_cmd(0x01, int_map(minimal_make_credential()));
+    assert!(CtapRequest::decode(&canonical).is_ok());
+    // ciborium writes maps in insertion order: the same map in canonical order is identical...
+    assert_eq!(
+        as_given(0x01, &int_map(minimal_make_credential())),
+        canonical
+    );
+    // ...but top-level keys out of order (2, 1, 3, 4) are not canonical.
+    let mut swapped = minimal_make_credential();
+    swapped.swap(0, 1);
+    assert_eq!(
+        status(&as_given(0x01, &int_map(swapped))),
+        0x12,
+        "keys 2, 1"
+    );
+    // Nested: text keys of the user entity, "name" before "id" (length first: "id" < "name").
+    let mut nested = minimal_make_credential();
+    nested[2].1 = Value::Map(vec![
+        (Value::from("name"), Value::from("a")),
+        (Value::from("id"), Value::Bytes(vec![1])),
+    ]);
+    assert_eq!(status(&as_given(0x01, &int_map(nested))), 0x12, "user keys");
+    // Options "uv" before "rk".
+    let mut opts = minimal_make_credential();
+    opts.push((
+        7,
+        Value::Map(vec![
+            (Value::from("uv"), Value::Bool(false)),
+            (Value::from("rk"), Value::Bool(true)),
+        ]),
+    ));
+    assert_eq!(
+        status(&as_given(0x01, &int_map(opts))),
+        0x12,
+        "options keys"
+    );
+
+    // Non-shortest integers: getPINRetries {1: 1, 2: 1} with subCommand as 0x18 0x01, and the
+    // map key 1 as 0x18 0x01.
+    let get_pin_retries = [0x06, 0xA2, 0x01, 0x01, 0x02, 0x01];
+    assert!(CtapRequest::decode(&get_pin_retries).is_ok());
+    assert_eq!(status(&[0x06, 0xA2, 0x01, 0x01, 0x02, 0x18, 0x01]), 0x12);
+    assert_eq!(status(&[0x06, 0xA2, 0x18, 0x01, 0x01, 0x02, 0x01]), 0x12);
+    assert_eq!(
+        status(&[0x06, 0xA2, 0x01, 0x19, 0x00, 0x01, 0x02, 0x01]),
+        0x12
+    );
+    // A non-shortest length head (5-byte string as 0x58 0x05) and indefinite lengths.
+    let canonical_blob = [&[0x0C, 0xA2, 0x02, 0x45][..], b"abcde", &[0x03, 0x00]].concat();
+    assert!(CtapRequest::decode(&canonical_blob).is_ok());
+    let long_head = [&[0x0C, 0xA2, 0x02, 0x58, 0x05][..], b"abcde", &[0x03, 0x00]].concat();
+    assert_eq!(status(&long_head), 0x12, "length head");
+    let indefinite_bytes = [
+        &[0x0C, 0xA2, 0x02, 0x5F, 0x45][..],
+        b"abcde",
+        &[0xFF, 0x03, 0x00],
+    ]
+    .concat();
+    assert_eq!(status(&indefinite_bytes), 0x12, "indefinite byte string");
+    assert_eq!(
+        status(&[0x06, 0xBF, 0x01, 0x01, 0x02, 0x01, 0xFF]),
+        0x12,
+        "indefinite map"
+    );
+
+    // Responses (host side) stay lenient: a GetInfo reply with its keys out of order decodes.
+    let info = get_info::Response {
+        versions: vec!["FIDO_2_1".into()],
+        aaguid: [7; 16],
+        max_msg_size: Some(1200),
+        ..Default::default()
+    };
+    let Value::Map(mut entries) = info.to_value() else {
+        panic!("not a map")
+    };
+    entries.reverse();
+    let mut reply = Vec::new();
+    ciborium::ser::into_writer(&Value::Map(entries), &mut reply).unwrap();
+    assert_ne!(reply, info.encode());
+    assert_eq!(get_info::Response::decode(&reply).unwrap(), info);
+}
+
 #[test]
 fn depth_ctap_needs_is_accepted() {
     // GetAssertion → extensions → hmac-secret → COSE key: 4 levels; allowList → descriptor →

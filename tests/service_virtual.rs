@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bus;
+mod hidvm;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -511,28 +512,6 @@ async fn uhid_keys_are_marked_and_listed_once() {
     drop(daemon);
 }
 
-/// The project's QEMU runner (tests/hidvm/setup.sh; transport_hidvm builds the same one), or
-/// None when it cannot be built here.
-fn hidvm_runner() -> Option<PathBuf> {
-    // CARGO_TARGET_TMPDIR is <target>/tmp.
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()?
-        .join("hidvm");
-    let run = dir.join("run.sh");
-    if !(run.exists() && dir.join("vmlinux").exists()) {
-        let setup = bus::project_dir().join("tests/hidvm/setup.sh");
-        let out = Command::new("bash").arg(setup).arg(&dir).output().ok()?;
-        if !out.status.success() {
-            eprintln!(
-                "hidvm setup failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return None;
-        }
-    }
-    run.exists().then_some(run)
-}
-
 /// `uhid_keys_are_marked_and_listed_once` again under a real kernel where /dev/uhid works (the
 /// hidvm guest, as root): keygated and a dbus-daemon run in the guest; the key's hidraw node
 /// carries the marker and the owner, keygated's scan does not list it twice, our driver works
@@ -542,7 +521,7 @@ fn uhid_under_a_real_kernel() {
     if std::env::var_os(REQUIRE_UHID_ENV).is_some() || skip() {
         return; // inside the guest only the uhid test runs
     }
-    let Some(run) = hidvm_runner() else {
+    let Some(run) = hidvm::runner() else {
         assert!(
             std::env::var("KEYGATE_REQUIRE_INTEROP").as_deref() != Ok("1"),
             "KEYGATE_REQUIRE_INTEROP=1 but the hidvm runner could not be built"

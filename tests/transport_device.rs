@@ -15,6 +15,7 @@ use keygate::ctaphid::{Capabilities, ChannelId, HidCmd, KeepaliveStatus};
 use keygate::device::{Device, DeviceError, DeviceOptions};
 use keygate::hid::socket::{SeqpacketListener, SeqpacketPipe};
 use keygate::hid::{self, ReportPipe};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// What the scripted device does with a request.
@@ -41,7 +42,7 @@ fn scripted_device(
     pipe: impl ReportPipe,
     config: DeviceConfig,
     script: Vec<Step>,
-) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
+) -> (Arc<Mutex<Seen>>, JoinHandle<()>) {
     scripted_device_with_info(pipe, config, script, scripted_get_info())
 }
 
@@ -51,7 +52,7 @@ fn scripted_device_with_info(
     config: DeviceConfig,
     script: Vec<Step>,
     get_info_reply: Vec<u8>,
-) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
+) -> (Arc<Mutex<Seen>>, JoinHandle<()>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let seen2 = seen.clone();
     let task = tokio::spawn(async move {
@@ -146,6 +147,40 @@ fn scripted_get_info() -> Vec<u8> {
     encode_ok_response::<get_info::Request>(&info)
 }
 
+/// A scripted device (default framing) on the in-process pair, and the driver opened on it.
+async fn open_scripted(
+    script: Vec<Step>,
+) -> (Device<hid::PairEnd>, Arc<Mutex<Seen>>, JoinHandle<()>) {
+    open_scripted_with(DeviceConfig::default(), script, fast_options()).await
+}
+
+/// Like [`open_scripted`] with a chosen framing configuration and driver options.
+async fn open_scripted_with(
+    config: DeviceConfig,
+    script: Vec<Step>,
+    options: DeviceOptions,
+) -> (Device<hid::PairEnd>, Arc<Mutex<Seen>>, JoinHandle<()>) {
+    let (host, dev) = hid::pair();
+    let (seen, task) = scripted_device(dev, config, script);
+    (Device::open(host, options).await.unwrap(), seen, task)
+}
+
+/// A CBOR request that nobody cancels and whose keepalives nobody watches.
+async fn cbor<P: ReportPipe>(
+    device: &mut Device<P>,
+    request: &[u8],
+) -> Result<Vec<u8>, DeviceError> {
+    device
+        .cbor_raw(request, &CancellationToken::new(), &mut |_| {})
+        .await
+}
+
+/// Closes the driver, then waits for the device end to see it go.
+async fn close<P: ReportPipe>(device: Device<P>, task: JoinHandle<()>) {
+    drop(device);
+    task.await.unwrap();
+}
+
 fn fast_options() -> DeviceOptions {
     DeviceOptions {
         init_timeout: Duration::from_millis(500),
@@ -158,13 +193,7 @@ fn fast_options() -> DeviceOptions {
 
 #[tokio::test]
 async fn open_ping_cbor_over_the_pair() {
-    let (host, dev) = hid::pair();
-    let (seen, task) = scripted_device(
-        dev,
-        DeviceConfig::default(),
-        vec![Step::Reply(vec![0x00, 0xa0])],
-    );
-    let mut device = Device::open(host, fast_options()).await.unwrap();
+    let (mut device, seen, task) = open_scripted(vec![Step::Reply(vec![0x00, 0xa0])]).await;
     assert_eq!(device.cid(), ChannelId(0x0100_0001));
     assert_eq!(device.init_info().protocol_version, 2);
     assert!(device.capabilities().contains(Capabilities::CBOR));
@@ -173,10 +202,7 @@ async fn open_ping_cbor_over_the_pair() {
     device.wink().await.unwrap();
     assert!(device.is_ctap2() && device.supports_version("FIDO_2_1"));
     assert_eq!(device.info().unwrap().aaguid, [0x5c; 16]);
-    let reply = device
-        .cbor_raw(&[0x0b], &CancellationToken::new(), &mut |_| {})
-        .await
-        .unwrap();
+    let reply = cbor(&mut device, &[0x0b]).await.unwrap();
     assert_eq!(reply, vec![0x00, 0xa0]);
     assert_eq!(
         seen.lock().unwrap().requests,
@@ -185,19 +211,16 @@ async fn open_ping_cbor_over_the_pair() {
     // Resync keeps the channel.
     device.resync().await.unwrap();
     assert_eq!(device.cid(), ChannelId(0x0100_0001));
-    drop(device);
-    task.await.unwrap();
+    close(device, task).await;
 }
 
 #[tokio::test]
 async fn keepalives_reach_the_callback() {
-    let (host, dev) = hid::pair();
-    let (_seen, task) = scripted_device(
-        dev,
-        DeviceConfig::default(),
-        vec![Step::WaitThenReply(Duration::from_millis(150), vec![0x00])],
-    );
-    let mut device = Device::open(host, fast_options()).await.unwrap();
+    let (mut device, _seen, task) = open_scripted(vec![Step::WaitThenReply(
+        Duration::from_millis(150),
+        vec![0x00],
+    )])
+    .await;
     let mut statuses = Vec::new();
     let reply = device
         .cbor_raw(&[0x01, 0xa0], &CancellationToken::new(), &mut |s| {
@@ -211,15 +234,12 @@ async fn keepalives_reach_the_callback() {
         statuses.contains(&KeepaliveStatus::UPNEEDED),
         "{statuses:?}"
     );
-    drop(device);
-    task.await.unwrap();
+    close(device, task).await;
 }
 
 #[tokio::test]
 async fn cancel_sends_ctaphid_cancel() {
-    let (host, dev) = hid::pair();
-    let (seen, task) = scripted_device(dev, DeviceConfig::default(), vec![Step::WaitForCancel]);
-    let mut device = Device::open(host, fast_options()).await.unwrap();
+    let (mut device, seen, task) = open_scripted(vec![Step::WaitForCancel]).await;
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
     tokio::spawn(async move {
@@ -234,41 +254,32 @@ async fn cancel_sends_ctaphid_cancel() {
     assert_eq!(seen.lock().unwrap().cancels, vec![device.cid()]);
     // The channel is usable afterwards.
     assert_eq!(device.ping(b"ok").await.unwrap(), b"ok");
-    drop(device);
-    task.await.unwrap();
+    close(device, task).await;
 }
 
 #[tokio::test]
 async fn silent_device_times_out() {
-    let (host, dev) = hid::pair();
-    let (_seen, task) = scripted_device(dev, DeviceConfig::default(), vec![Step::Silent]);
-    let mut device = Device::open(host, fast_options()).await.unwrap();
+    let (mut device, _seen, task) = open_scripted(vec![Step::Silent]).await;
     let started = Instant::now();
-    let err = device
-        .cbor_raw(&[0x0b], &CancellationToken::new(), &mut |_| {})
-        .await
-        .unwrap_err();
+    let err = cbor(&mut device, &[0x0b]).await.unwrap_err();
     assert!(matches!(err, DeviceError::Timeout), "{err:?}");
     assert!(started.elapsed() >= Duration::from_millis(300));
-    drop(device);
-    task.await.unwrap();
+    close(device, task).await;
 }
 
 #[tokio::test]
 async fn whole_transaction_timeout_cancels() {
-    let (host, dev) = hid::pair();
-    let (seen, task) = scripted_device(dev, DeviceConfig::default(), vec![Step::WaitForCancel]);
-    let mut options = fast_options();
-    options.transaction_timeout = Duration::from_millis(200);
-    let mut device = Device::open(host, options).await.unwrap();
-    let err = device
-        .cbor_raw(&[0x02, 0xa0], &CancellationToken::new(), &mut |_| {})
-        .await
-        .unwrap_err();
+    let options = DeviceOptions {
+        transaction_timeout: Duration::from_millis(200),
+        ..fast_options()
+    };
+    let config = DeviceConfig::default();
+    let (mut device, seen, task) =
+        open_scripted_with(config, vec![Step::WaitForCancel], options).await;
+    let err = cbor(&mut device, &[0x02, 0xa0]).await.unwrap_err();
     assert!(matches!(err, DeviceError::Timeout), "{err:?}");
     assert_eq!(seen.lock().unwrap().cancels.len(), 1);
-    drop(device);
-    task.await.unwrap();
+    close(device, task).await;
 }
 
 #[tokio::test]
@@ -288,33 +299,28 @@ async fn no_device_at_all_times_out_on_init() {
 
 #[tokio::test]
 async fn nmsg_device_refuses_msg_and_ctap1_device_refuses_cbor() {
-    let (host, dev) = hid::pair();
     let config = DeviceConfig {
         capabilities: Capabilities::CBOR | Capabilities::NMSG,
         ..Default::default()
     };
-    let (_seen, task) = scripted_device(dev, config, vec![Step::Reply(vec![0x90, 0x00])]);
-    let mut device = Device::open(host, fast_options()).await.unwrap();
+    let script = vec![Step::Reply(vec![0x90, 0x00])];
+    let (mut device, _seen, task) = open_scripted_with(config, script, fast_options()).await;
     assert!(matches!(
         device
             .msg_raw(&[0, 3, 0, 0], &CancellationToken::new())
             .await,
         Err(DeviceError::Unsupported(_))
     ));
-    drop(device);
-    task.await.unwrap();
+    close(device, task).await;
 
-    let (host, dev) = hid::pair();
     let config = DeviceConfig {
         capabilities: Capabilities::WINK,
         ..Default::default()
     };
-    let (_seen, task) = scripted_device(dev, config, vec![Step::Reply(b"U2F_V2\x90\x00".to_vec())]);
-    let mut device = Device::open(host, fast_options()).await.unwrap();
+    let script = vec![Step::Reply(b"U2F_V2\x90\x00".to_vec())];
+    let (mut device, _seen, task) = open_scripted_with(config, script, fast_options()).await;
     assert!(matches!(
-        device
-            .cbor_raw(&[4], &CancellationToken::new(), &mut |_| {})
-            .await,
+        cbor(&mut device, &[4]).await,
         Err(DeviceError::Unsupported(_))
     ));
     assert_eq!(
@@ -324,8 +330,7 @@ async fn nmsg_device_refuses_msg_and_ctap1_device_refuses_cbor() {
             .unwrap(),
         b"U2F_V2\x90\x00"
     );
-    drop(device);
-    task.await.unwrap();
+    close(device, task).await;
 }
 
 #[tokio::test]
@@ -344,10 +349,7 @@ async fn driver_over_the_seqpacket_socket() {
     });
     let pipe = SeqpacketPipe::connect(&path).await.unwrap();
     let mut device = Device::open(pipe, fast_options()).await.unwrap();
-    let reply = device
-        .cbor_raw(&[0x0b], &CancellationToken::new(), &mut |_| {})
-        .await
-        .unwrap();
+    let reply = cbor(&mut device, &[0x0b]).await.unwrap();
     assert_eq!(reply, vec![0x00, 0xa1, 0x01, 0x02]);
     let big = vec![0x5a; 7609];
     assert_eq!(device.ping(&big).await.unwrap(), big);
@@ -497,8 +499,7 @@ async fn fido_2_1_pre_key_gets_the_prototype_credential_management_command() {
         seen.lock().unwrap().requests,
         vec![(HidCmd::CBOR, vec![0x41, 0xa1, 0x01, 0x01])]
     );
-    drop(device);
-    task.await.unwrap();
+    close(device, task).await;
 }
 
 #[tokio::test]
@@ -540,7 +541,7 @@ mod softkey {
         StatusCode,
     };
     use keygate::ctaphid::HidCmd;
-    use keygate::device::{Device, DeviceOptions, first_touched};
+    use keygate::device::{Device, DeviceError, DeviceOptions, first_touched};
     use keygate::hid::socket::{SeqpacketListener, SeqpacketPipe};
     use keygate::hid::{self, BoxFuture, HidError, Report, ReportPipe};
     use p256::ecdsa::signature::Verifier;
@@ -559,6 +560,20 @@ mod softkey {
         async fn stop(self) {
             self.shutdown.cancel();
             self.task.await.unwrap();
+        }
+
+        /// Closes the driver first, then stops the key.
+        async fn stop_after<P: ReportPipe>(self, device: Device<P>) {
+            drop(device);
+            self.stop().await;
+        }
+    }
+
+    /// Default options with a PIN already set.
+    fn with_pin(pin: &str) -> SoftKeyOptions {
+        SoftKeyOptions {
+            initial_pin: Some(pin.into()),
+            ..SoftKeyOptions::default()
         }
     }
 
@@ -583,6 +598,32 @@ mod softkey {
             Device::open(host, DeviceOptions::default()).await.unwrap(),
             key,
         )
+    }
+
+    /// authenticatorMakeCredential that nobody cancels, keepalives ignored.
+    async fn make_credential<P: ReportPipe>(
+        device: &mut Device<P>,
+        request: &make_credential::Request,
+    ) -> Result<make_credential::Response, DeviceError> {
+        device
+            .make_credential(request, &CancellationToken::new(), &mut |_| {})
+            .await
+    }
+
+    /// authenticatorGetAssertion that nobody cancels, keepalives ignored.
+    async fn get_assertion<P: ReportPipe>(
+        device: &mut Device<P>,
+        request: &get_assertion::Request,
+    ) -> Result<get_assertion::Response, DeviceError> {
+        device
+            .get_assertion(request, &CancellationToken::new(), &mut |_| {})
+            .await
+    }
+
+    /// The key refused the request with `status`.
+    fn assert_status<T: std::fmt::Debug>(result: Result<T, DeviceError>, status: StatusCode) {
+        let err = result.unwrap_err();
+        assert_eq!(err.status(), Some(status), "{err:?}");
     }
 
     fn sha256(data: &[u8]) -> Vec<u8> {
@@ -675,26 +716,18 @@ mod softkey {
     }
 
     async fn register_and_assert<P: ReportPipe>(device: &mut Device<P>) {
-        let none = CancellationToken::new();
         let cdh = sha256(b"client data 1");
-        let reply = device
-            .make_credential(&mc_request(&cdh, b"user-1", false), &none, &mut |_| {})
+        let reply = make_credential(device, &mc_request(&cdh, b"user-1", false))
             .await
             .unwrap();
         let (id, key) = check_registration(&reply, &cdh);
         let cdh2 = sha256(b"client data 2");
-        let assertion = device
-            .get_assertion(
-                &ga_request(&cdh2, Some(vec![id.clone()])),
-                &none,
-                &mut |_| {},
-            )
+        let assertion = get_assertion(device, &ga_request(&cdh2, Some(vec![id.clone()])))
             .await
             .unwrap();
         assert_eq!(assertion.credential.as_ref().unwrap().id, id);
         let first = check_assertion(&assertion, &key, &cdh2);
-        let again = device
-            .get_assertion(&ga_request(&cdh2, Some(vec![id])), &none, &mut |_| {})
+        let again = get_assertion(device, &ga_request(&cdh2, Some(vec![id])))
             .await
             .unwrap();
         assert!(
@@ -702,19 +735,9 @@ mod softkey {
             "signature counter increases"
         );
         // A credential the key never made: NO_CREDENTIALS.
-        let err = device
-            .get_assertion(
-                &ga_request(&cdh2, Some(vec![vec![7; 40]])),
-                &none,
-                &mut |_| {},
-            )
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err.status(),
-            Some(StatusCode::CTAP2_ERR_NO_CREDENTIALS),
-            "{err:?}"
-        );
+        let unknown = ga_request(&cdh2, Some(vec![vec![7; 40]]));
+        let refused = get_assertion(device, &unknown).await;
+        assert_status(refused, StatusCode::CTAP2_ERR_NO_CREDENTIALS);
     }
 
     #[tokio::test]
@@ -723,8 +746,7 @@ mod softkey {
         assert!(device.supports_version("FIDO_2_1"));
         assert_eq!(device.pin_protocol(), Some(PinProtocol::Two));
         register_and_assert(&mut device).await;
-        drop(device);
-        key.stop().await;
+        key.stop_after(device).await;
     }
 
     #[tokio::test]
@@ -753,20 +775,16 @@ mod softkey {
     #[tokio::test]
     async fn pin_protocol_two_permissions_retries_and_change() {
         let (mut device, key) = open_pair(SoftKeyOptions::default()).await;
-        let none = CancellationToken::new();
         assert!(!device.pin_is_set());
         device.set_pin("1234").await.unwrap();
         assert!(device.pin_is_set());
         assert_eq!(device.pin_retries().await.unwrap().0, 8);
         // Wrong PIN: PIN_INVALID, one retry less.
-        let err = device
-            .pin_uv_auth_token("9999", Permissions::MAKE_CREDENTIAL, Some(RP))
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err.status(),
-            Some(StatusCode::CTAP2_ERR_PIN_INVALID),
-            "{err:?}"
+        assert_status(
+            device
+                .pin_uv_auth_token("9999", Permissions::MAKE_CREDENTIAL, Some(RP))
+                .await,
+            StatusCode::CTAP2_ERR_PIN_INVALID,
         );
         assert_eq!(device.pin_retries().await.unwrap().0, 7);
         // Right PIN: a token with mc|ga for the RP; a discoverable credential with UV.
@@ -784,36 +802,28 @@ mod softkey {
         let mut request = mc_request(&cdh, b"user-pin", true);
         request.pin_uv_auth_param = Some(token.authenticate(&cdh));
         request.pin_uv_auth_protocol = Some(2);
-        let reply = device
-            .make_credential(&request, &none, &mut |_| {})
-            .await
-            .unwrap();
+        let reply = make_credential(&mut device, &request).await.unwrap();
         let auth = AuthenticatorData::parse(&reply.auth_data).unwrap();
         assert!(auth.flags.uv(), "UV flag set with a pinUvAuthToken");
         // A wrong pinUvAuthParam is refused.
         request.pin_uv_auth_param = Some(vec![0; 32]);
-        let err = device
-            .make_credential(&request, &none, &mut |_| {})
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err.status(),
-            Some(StatusCode::CTAP2_ERR_PIN_AUTH_INVALID),
-            "{err:?}"
+        assert_status(
+            make_credential(&mut device, &request).await,
+            StatusCode::CTAP2_ERR_PIN_AUTH_INVALID,
         );
         // Change the PIN; the old one no longer works.
         device.change_pin("1234", "567890").await.unwrap();
-        let err = device
-            .pin_uv_auth_token("1234", Permissions::GET_ASSERTION, Some(RP))
-            .await
-            .unwrap_err();
-        assert_eq!(err.status(), Some(StatusCode::CTAP2_ERR_PIN_INVALID));
+        assert_status(
+            device
+                .pin_uv_auth_token("1234", Permissions::GET_ASSERTION, Some(RP))
+                .await,
+            StatusCode::CTAP2_ERR_PIN_INVALID,
+        );
         device
             .pin_uv_auth_token("567890", Permissions::GET_ASSERTION, Some(RP))
             .await
             .unwrap();
-        drop(device);
-        key.stop().await;
+        key.stop_after(device).await;
     }
 
     #[tokio::test]
@@ -842,27 +852,19 @@ mod softkey {
             16,
             "protocol 1 MACs are 16 bytes"
         );
-        let reply = device
-            .make_credential(&request, &CancellationToken::new(), &mut |_| {})
-            .await
-            .unwrap();
+        let reply = make_credential(&mut device, &request).await.unwrap();
         assert!(
             AuthenticatorData::parse(&reply.auth_data)
                 .unwrap()
                 .flags
                 .uv()
         );
-        drop(device);
-        key.stop().await;
+        key.stop_after(device).await;
     }
 
     #[tokio::test]
     async fn discoverable_credentials_get_next_assertion_and_credential_management() {
-        let options = SoftKeyOptions {
-            initial_pin: Some("1234".into()),
-            ..SoftKeyOptions::default()
-        };
-        let (mut device, key) = open_pair(options).await;
+        let (mut device, key) = open_pair(with_pin("1234")).await;
         let none = CancellationToken::new();
         assert_eq!(device.credential_management_command(), Some(0x0a));
         // CTAP 2.1 §6.1.2: a successful MakeCredential clears the token's mc permission, so
@@ -878,10 +880,7 @@ mod softkey {
             let mut request = mc_request(&cdh, user, true);
             request.pin_uv_auth_param = Some(token.authenticate(&cdh));
             request.pin_uv_auth_protocol = Some(2);
-            device
-                .make_credential(&request, &none, &mut |_| {})
-                .await
-                .unwrap();
+            make_credential(&mut device, &request).await.unwrap();
         }
         // Without an allow list: GetAssertion + GetNextAssertion return both.
         let assertions = device
@@ -931,25 +930,19 @@ mod softkey {
             .await
             .unwrap_err();
         assert!(err.status().is_some(), "{err:?}");
-        drop(device);
-        key.stop().await;
+        key.stop_after(device).await;
     }
 
     #[tokio::test]
     async fn reset_within_the_window_wipes_credentials_and_pin() {
-        let options = SoftKeyOptions {
-            initial_pin: Some("1234".into()),
-            ..SoftKeyOptions::default()
-        };
-        let (mut device, key) = open_pair(options).await;
+        let (mut device, key) = open_pair(with_pin("1234")).await;
         assert!(device.pin_is_set());
         device
             .reset(&CancellationToken::new(), &mut |_| {})
             .await
             .unwrap();
         assert!(!device.pin_is_set());
-        drop(device);
-        key.stop().await;
+        key.stop_after(device).await;
     }
 
     #[tokio::test]
@@ -965,10 +958,8 @@ mod softkey {
         assert!(!device.is_ctap2());
         assert!(device.capabilities().supports_msg());
         assert_eq!(device.u2f_version().await.unwrap(), "U2F_V2");
-        let none = CancellationToken::new();
         let cdh = sha256(b"u2f client data");
-        let reply = device
-            .make_credential(&mc_request(&cdh, b"user-u2f", false), &none, &mut |_| {})
+        let reply = make_credential(&mut device, &mc_request(&cdh, b"user-u2f", false))
             .await
             .unwrap();
         assert_eq!(reply.att_stmt.fmt(), "fido-u2f");
@@ -985,14 +976,12 @@ mod softkey {
             .verify(&signed, &signature)
             .expect("fido-u2f attestation verifies");
         let cdh2 = sha256(b"u2f assertion");
-        let assertion = device
-            .get_assertion(
-                &ga_request(&cdh2, Some(vec![vec![1; 64], id.clone()])),
-                &none,
-                &mut |_| {},
-            )
-            .await
-            .unwrap();
+        let assertion = get_assertion(
+            &mut device,
+            &ga_request(&cdh2, Some(vec![vec![1; 64], id.clone()])),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             assertion.credential.unwrap().id,
             id,
@@ -1007,23 +996,16 @@ mod softkey {
         // Excluded credential: CREDENTIAL_EXCLUDED (after a touch).
         let mut request = mc_request(&cdh, b"user-u2f", false);
         request.exclude_list = Some(vec![PublicKeyCredentialDescriptor::public_key(id)]);
-        let err = device
-            .make_credential(&request, &none, &mut |_| {})
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err.status(),
-            Some(StatusCode::CTAP2_ERR_CREDENTIAL_EXCLUDED),
-            "{err:?}"
+        assert_status(
+            make_credential(&mut device, &request).await,
+            StatusCode::CTAP2_ERR_CREDENTIAL_EXCLUDED,
         );
         // Resident keys are impossible over U2F.
-        let err = device
-            .make_credential(&mc_request(&cdh, b"u", true), &none, &mut |_| {})
-            .await
-            .unwrap_err();
-        assert_eq!(err.status(), Some(StatusCode::CTAP2_ERR_UNSUPPORTED_OPTION));
-        drop(device);
-        key.stop().await;
+        assert_status(
+            make_credential(&mut device, &mc_request(&cdh, b"u", true)).await,
+            StatusCode::CTAP2_ERR_UNSUPPORTED_OPTION,
+        );
+        key.stop_after(device).await;
     }
 
     fn check_assertion_u2f(auth_data: &[u8], signature: &[u8], key: &CoseKey, cdh: &[u8]) {

@@ -33,6 +33,8 @@ use keygate::device::{Device, DeviceOptions};
 use keygate::hid::hidraw;
 use tokio_util::sync::CancellationToken;
 
+mod hidvm;
+
 const GUEST_ENV: &str = "KEYGATE_HIDVM_GUEST";
 /// Path of the keygatectl copy the guest runs.
 const KEYGATECTL_ENV: &str = "KEYGATE_HIDVM_KEYGATECTL";
@@ -50,40 +52,12 @@ fn skip_or_fail(why: &str) {
     println!("skipped: {why}");
 }
 
-fn target_dir() -> PathBuf {
-    // CARGO_TARGET_TMPDIR is <target>/tmp.
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Build the runner if needed; `None` if it cannot be built here.
-fn runner() -> Option<PathBuf> {
-    let dir = target_dir().join("hidvm");
-    let run = dir.join("run.sh");
-    if run.exists() && dir.join("vmlinux").exists() {
-        return Some(run);
-    }
-    let setup = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hidvm/setup.sh");
-    let out = Command::new("bash").arg(&setup).arg(&dir).output().ok()?;
-    if !out.status.success() {
-        eprintln!(
-            "hidvm setup failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        return None;
-    }
-    run.exists().then_some(run)
-}
-
 #[test]
 fn hidvm_real_kernel() {
     if std::env::var_os(GUEST_ENV).is_some() {
         return; // inside the guest only `guest_side` runs
     }
-    let Some(run) = runner() else {
+    let Some(run) = hidvm::runner() else {
         skip_or_fail(
             "the QEMU hidvm runner could not be built (apt-get download / dpkg / python3)",
         );
@@ -91,7 +65,7 @@ fn hidvm_real_kernel() {
     };
     let work = tempfile::Builder::new()
         .prefix("hidvm-work")
-        .tempdir_in(target_dir())
+        .tempdir_in(hidvm::target_dir())
         .unwrap();
     let work_path = work.path().to_str().unwrap().to_owned();
     assert!(

@@ -32,10 +32,6 @@ type CtapResult<T> = Result<T, StatusCode>;
 
 /// maxMsgSize reported in GetInfo (the largest CTAPHID message).
 pub const MAX_MSG_SIZE: usize = 7609;
-/// maxCredentialCountInList.
-pub const MAX_CREDENTIAL_COUNT_IN_LIST: usize = 8;
-/// maxCredentialIdLength.
-pub const MAX_CREDENTIAL_ID_LENGTH: usize = 128;
 /// maxCredBlobLength (CTAP 2.1 §12.2: at least 32).
 pub const MAX_CRED_BLOB_LENGTH: usize = 32;
 /// maxRPIDsForSetMinPINLength.
@@ -302,8 +298,8 @@ impl SoftKey {
             options: Some(options),
             max_msg_size: Some(MAX_MSG_SIZE as u64),
             pin_uv_auth_protocols: self.options.client_pin.then(|| self.protocols().to_vec()),
-            max_credential_count_in_list: Some(MAX_CREDENTIAL_COUNT_IN_LIST as u64),
-            max_credential_id_length: Some(MAX_CREDENTIAL_ID_LENGTH as u64),
+            max_credential_count_in_list: Some(self.options.max_credential_count_in_list as u64),
+            max_credential_id_length: Some(self.options.max_credential_id_length as u64),
             transports: Some(vec!["usb".to_owned()]),
             algorithms: Some(vec![PublicKeyCredentialParameters {
                 type_: "public-key".to_owned(),
@@ -362,6 +358,29 @@ impl SoftKey {
         self.pin.check_permission(needed, rp_id).map_err(pin_status)
     }
 
+    /// maxCredentialCountInList / maxCredentialIdLength (GetInfo 0x07 / 0x08, CTAP 2.1 §6.4):
+    /// a longer allowList / excludeList, or a longer credential ID in it, is refused with
+    /// CTAP2_ERR_LIMIT_EXCEEDED (§8.2 "limit for number of items exceeded"). §6.1.2 and §6.2.2
+    /// leave the case to the platform, which must batch and filter (see
+    /// `ctap2::credential_list`); refusing, as Chromium's virtual authenticator does, lets
+    /// tests prove that a platform does.
+    fn check_list_limits(
+        &self,
+        list: Option<&Vec<PublicKeyCredentialDescriptor>>,
+    ) -> CtapResult<()> {
+        let Some(list) = list else {
+            return Ok(());
+        };
+        if list.len() > self.options.max_credential_count_in_list
+            || list
+                .iter()
+                .any(|d| d.id.len() > self.options.max_credential_id_length)
+        {
+            return Err(StatusCode::CTAP2_ERR_LIMIT_EXCEEDED);
+        }
+        Ok(())
+    }
+
     /// Built-in UV (a test-controlled method; this key otherwise verifies users only by PIN).
     fn builtin_uv(&self, requested: bool) -> CtapResult<bool> {
         if !requested {
@@ -388,6 +407,7 @@ impl SoftKey {
         if req.client_data_hash.len() != 32 {
             return Err(StatusCode::CTAP1_ERR_INVALID_LENGTH);
         }
+        self.check_list_limits(req.exclude_list.as_ref())?;
         if !req
             .pub_key_cred_params
             .iter()
@@ -639,6 +659,7 @@ impl SoftKey {
         if req.client_data_hash.len() != 32 {
             return Err(StatusCode::CTAP1_ERR_INVALID_LENGTH);
         }
+        self.check_list_limits(req.allow_list.as_ref())?;
         if req.option("rk").is_some() {
             return Err(StatusCode::CTAP2_ERR_UNSUPPORTED_OPTION);
         }
@@ -1433,4 +1454,137 @@ fn cred_response(cred: &Credential) -> CtapResult<cm::Response> {
             .map(|k| k.expose_secret().clone()),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::authenticator::options::LONGEST_OWN_CREDENTIAL_ID;
+    use crate::authenticator::{AutoApproveForTests, SoftKeyOptions};
+    use crate::ctap2::commands::{Command, decode_response};
+    use crate::ctap2::extensions::MakeCredentialExtensions;
+
+    fn key(count: usize, id_length: usize) -> SoftKey {
+        SoftKey::new(SoftKeyOptions {
+            max_credential_count_in_list: count,
+            max_credential_id_length: id_length,
+            ..SoftKeyOptions::default()
+        })
+        .unwrap()
+    }
+
+    fn call<C: Command>(key: &mut SoftKey, request: &C) -> Result<C::Response, StatusCode> {
+        let reply = key.handle_cbor(&request.encode(), &mut AutoApproveForTests, Instant::now());
+        match reply.first() {
+            Some(0) => Ok(decode_response::<C>(&reply).unwrap()),
+            Some(&status) => Err(StatusCode(status)),
+            None => panic!("empty reply"),
+        }
+    }
+
+    fn ids(lengths: &[usize]) -> Vec<PublicKeyCredentialDescriptor> {
+        lengths
+            .iter()
+            .enumerate()
+            .map(|(i, len)| descriptor(&vec![i as u8 + 0x80; *len]))
+            .collect()
+    }
+
+    fn assertion(allow: Vec<PublicKeyCredentialDescriptor>) -> get_assertion::Request {
+        get_assertion::Request {
+            rp_id: "example.com".into(),
+            client_data_hash: vec![1; 32],
+            allow_list: Some(allow),
+            ..Default::default()
+        }
+    }
+
+    fn registration(exclude: Vec<PublicKeyCredentialDescriptor>) -> make_credential::Request {
+        make_credential::Request {
+            client_data_hash: vec![1; 32],
+            rp: PublicKeyCredentialRpEntity::new("example.com"),
+            user: PublicKeyCredentialUserEntity::new(vec![7; 8]),
+            pub_key_cred_params: vec![PublicKeyCredentialParameters {
+                type_: "public-key".into(),
+                alg: -7,
+            }],
+            exclude_list: Some(exclude),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn get_info_reports_the_configured_limits() {
+        let mut key = key(2, 100);
+        let info = call(&mut key, &get_info::Request).unwrap();
+        assert_eq!(info.max_credential_count_in_list, Some(2));
+        assert_eq!(info.max_credential_id_length, Some(100));
+        let info = call(
+            &mut SoftKey::new(SoftKeyOptions::default()).unwrap(),
+            &get_info::Request,
+        );
+        assert_eq!(info.unwrap().max_credential_count_in_list, Some(8));
+    }
+
+    #[test]
+    fn lists_longer_than_the_limit_are_refused() {
+        let mut key = key(2, 100);
+        let limit = Err(StatusCode::CTAP2_ERR_LIMIT_EXCEEDED);
+        assert_eq!(
+            call(&mut key, &assertion(ids(&[16, 16, 16]))).map(drop),
+            limit
+        );
+        assert_eq!(
+            call(&mut key, &registration(ids(&[16, 16, 16]))).map(drop),
+            limit
+        );
+        // Two fit: unknown credentials, so NO_CREDENTIALS / a new credential.
+        assert_eq!(
+            call(&mut key, &assertion(ids(&[16, 16]))).map(drop),
+            Err(StatusCode::CTAP2_ERR_NO_CREDENTIALS)
+        );
+        assert!(call(&mut key, &registration(ids(&[16, 16]))).is_ok());
+    }
+
+    #[test]
+    fn ids_longer_than_the_limit_are_refused() {
+        let mut key = key(8, 100);
+        let limit = Err(StatusCode::CTAP2_ERR_LIMIT_EXCEEDED);
+        assert_eq!(call(&mut key, &assertion(ids(&[16, 101]))).map(drop), limit);
+        assert_eq!(call(&mut key, &registration(ids(&[101]))).map(drop), limit);
+        assert_eq!(
+            call(&mut key, &assertion(ids(&[100, 16]))).map(drop),
+            Err(StatusCode::CTAP2_ERR_NO_CREDENTIALS)
+        );
+    }
+
+    #[test]
+    fn own_ids_fit_the_smallest_allowed_limit() {
+        let mut options = SoftKeyOptions {
+            max_credential_id_length: LONGEST_OWN_CREDENTIAL_ID - 1,
+            ..SoftKeyOptions::default()
+        };
+        assert!(options.validate().is_err());
+        options.max_credential_id_length = LONGEST_OWN_CREDENTIAL_ID;
+        options.max_credential_count_in_list = 0;
+        assert!(options.validate().is_err());
+        options.max_credential_count_in_list = 1;
+        let mut key = SoftKey::new(options).unwrap();
+        // The longest wrapped ID: non-resident with a 32-byte credBlob.
+        let mut request = registration(Vec::new());
+        request.extensions = Some(MakeCredentialExtensions {
+            cred_blob: Some(vec![5; 32]),
+            ..Default::default()
+        });
+        let made = call(&mut key, &request).unwrap();
+        let id = made
+            .auth_data()
+            .unwrap()
+            .attested_credential_data
+            .unwrap()
+            .credential_id;
+        assert_eq!(id.len(), LONGEST_OWN_CREDENTIAL_ID);
+        let found = call(&mut key, &assertion(vec![descriptor(&id)])).unwrap();
+        assert_eq!(found.credential.unwrap().id, id);
+    }
 }

@@ -112,7 +112,24 @@ pub struct SoftKeyOptions {
     pub large_blobs: bool,
     /// Maximum size of the serialized large-blob array (CTAP 2.1 §6.10: at least 1024).
     pub max_large_blob: usize,
+    /// maxCredentialCountInList (GetInfo 0x07, CTAP 2.1 §6.4): a longer allowList or
+    /// excludeList is refused with CTAP2_ERR_LIMIT_EXCEEDED. At least 1.
+    pub max_credential_count_in_list: usize,
+    /// maxCredentialIdLength (GetInfo 0x08): a listed credential ID longer than this is refused
+    /// with CTAP2_ERR_LIMIT_EXCEEDED. At least `LONGEST_OWN_CREDENTIAL_ID` (96).
+    pub max_credential_id_length: usize,
 }
+
+/// The longest credential ID this key creates: a wrapped (non-resident) ID is version byte ‖
+/// 12-byte nonce ‖ AES-GCM(private key 32 ‖ credProtect ‖ hmac-secret ‖ credBlob length ‖
+/// credBlob ≤ 32) ‖ 16-byte tag (`credential.rs`); stored IDs are 32 bytes.
+pub const LONGEST_OWN_CREDENTIAL_ID: usize = 1 + 12 + (32 + 3 + 32) + 16;
+
+/// Default maxCredentialCountInList.
+pub const DEFAULT_MAX_CREDENTIAL_COUNT_IN_LIST: usize = 8;
+
+/// Default maxCredentialIdLength.
+pub const DEFAULT_MAX_CREDENTIAL_ID_LENGTH: usize = 128;
 
 /// The AAGUID keygate's software key reports unless told otherwise: "keygate-softkey-1" in UUID form.
 pub const DEFAULT_AAGUID: [u8; 16] = [
@@ -134,6 +151,8 @@ impl Default for SoftKeyOptions {
             min_pin_length: 4,
             large_blobs: true,
             max_large_blob: 4096,
+            max_credential_count_in_list: DEFAULT_MAX_CREDENTIAL_COUNT_IN_LIST,
+            max_credential_id_length: DEFAULT_MAX_CREDENTIAL_ID_LENGTH,
         }
     }
 }
@@ -168,6 +187,16 @@ impl SoftKeyOptions {
             return Err(AuthnError::BadOption(
                 "max large blob size must be at least 1024".into(),
             ));
+        }
+        if self.max_credential_count_in_list == 0 {
+            return Err(AuthnError::BadOption(
+                "maxCredentialCountInList must be at least 1".into(),
+            ));
+        }
+        if self.max_credential_id_length < LONGEST_OWN_CREDENTIAL_ID {
+            return Err(AuthnError::BadOption(format!(
+                "maxCredentialIdLength must be at least {LONGEST_OWN_CREDENTIAL_ID} (this key's own IDs)"
+            )));
         }
         Ok(())
     }

@@ -1,11 +1,19 @@
 //! CTAP1/U2F on the software key (FIDO U2F Raw Message Formats v1.2; CTAP 2.1 §11.2.9.1.1
 //! carries them in CTAPHID_MSG): VERSION, REGISTER, AUTHENTICATE with enforce (0x03),
 //! check-only (0x07) and dont-enforce (0x08), answered with ISO 7816 status words.
+//!
+//! Requests are read and responses written by the codec the host side uses too,
+//! [`crate::ctap2::u2f`]: short and extended APDUs (ISO 7816-4 §5.1), wrong lengths 0x6700,
+//! CLA ≠ 0 0x6E00, unknown INS 0x6D00.
 
 use crate::authenticator::credential::{self, CredProtect, WrappedPayload};
 use crate::authenticator::keys;
 use crate::authenticator::presence::{PresenceOutcome, UserPresence};
-use crate::authenticator::softkey::SoftKey;
+use crate::authenticator::softkey::{LastOperation, SoftKey};
+use crate::ctap2::u2f::{
+    AuthenticateControl, AuthenticateRequest, AuthenticateResponse, RegisterRequest,
+    RegisterResponse, StatusWord, U2fRequest, VERSION, encode_response,
+};
 
 /// ISO 7816 status words used by U2F.
 pub mod sw {
@@ -29,112 +37,59 @@ pub mod sw {
     pub const COMMAND_NOT_ALLOWED: u16 = 0x6986;
 }
 
-const INS_REGISTER: u8 = 0x01;
-const INS_AUTHENTICATE: u8 = 0x02;
-const INS_VERSION: u8 = 0x03;
-const P1_ENFORCE: u8 = 0x03;
-const P1_CHECK_ONLY: u8 = 0x07;
-const P1_DONT_ENFORCE: u8 = 0x08;
+const UNKNOWN: StatusWord = StatusWord(sw::UNKNOWN);
+const CONDITIONS_NOT_SATISFIED: StatusWord = StatusWord::CONDITIONS_NOT_SATISFIED;
 
-/// A parsed command APDU.
-#[derive(Debug, PartialEq, Eq)]
-struct Apdu<'a> {
-    cla: u8,
-    ins: u8,
-    p1: u8,
-    data: &'a [u8],
-}
-
-/// Parses short (ISO 7816-4 §5.1) and extended-length APDUs; `None` on a length mismatch.
-fn parse_apdu(apdu: &[u8]) -> Option<Apdu<'_>> {
-    if apdu.len() < 4 {
-        return None;
+/// The status word of a request the codec refused. The codec answers an unknown AUTHENTICATE
+/// control byte with 0x6A80, which on this side means "not my key handle" (a check-only
+/// answer); the key reports it as what it is, ISO 7816-4 0x6A86 (incorrect P1/P2).
+fn refused(word: StatusWord) -> StatusWord {
+    match word {
+        StatusWord::WRONG_DATA => StatusWord(sw::INCORRECT_P1P2),
+        other => other,
     }
-    let (cla, ins, p1) = (apdu[0], apdu[1], apdu[2]);
-    let body = &apdu[4..];
-    let data: &[u8] = match body.len() {
-        0 => &[],                 // case 1
-        1 => &[],                 // case 2 short: Le only
-        3 if body[0] == 0 => &[], // case 2 extended: 00 Le Le
-        _ if body[0] == 0 && body.len() >= 3 => {
-            // Extended: 00 Lc Lc data [Le Le]
-            let lc = usize::from(u16::from_be_bytes([body[1], body[2]]));
-            let rest = body.len() - 3;
-            if lc == 0 && rest <= 2 {
-                // 00 00 00 [Le Le]: no data (python-fido2 sends VERSION this way).
-                return Some(Apdu {
-                    cla,
-                    ins,
-                    p1,
-                    data: &[],
-                });
-            }
-            if lc == 0 || !(rest == lc || rest == lc + 2) {
-                return None;
-            }
-            &body[3..3 + lc]
-        }
-        _ => {
-            // Short: Lc data [Le]
-            let lc = usize::from(body[0]);
-            let rest = body.len() - 1;
-            if lc == 0 || !(rest == lc || rest == lc + 1) {
-                return None;
-            }
-            &body[1..1 + lc]
-        }
-    };
-    Some(Apdu { cla, ins, p1, data })
-}
-
-fn status(word: u16) -> Vec<u8> {
-    word.to_be_bytes().to_vec()
-}
-
-fn with_status(mut body: Vec<u8>, word: u16) -> Vec<u8> {
-    body.extend_from_slice(&word.to_be_bytes());
-    body
 }
 
 impl SoftKey {
     /// Handles one U2F request APDU; returns the response data followed by the status word.
     pub fn handle_u2f(&mut self, apdu: &[u8], presence: &mut dyn UserPresence) -> Vec<u8> {
-        let Some(apdu) = parse_apdu(apdu) else {
-            return status(sw::WRONG_LENGTH);
-        };
-        if apdu.cla != 0 {
-            return status(sw::CLA_NOT_SUPPORTED);
-        }
-        match apdu.ins {
-            INS_VERSION if apdu.data.is_empty() => with_status(b"U2F_V2".to_vec(), sw::NO_ERROR),
-            INS_VERSION => status(sw::WRONG_LENGTH),
-            INS_REGISTER | INS_AUTHENTICATE if self.state.always_uv => {
-                status(sw::COMMAND_NOT_ALLOWED)
-            }
-            INS_REGISTER => self.u2f_register(apdu.data, presence),
-            INS_AUTHENTICATE => self.u2f_authenticate(apdu.p1, apdu.data, presence),
-            _ => status(sw::INS_NOT_SUPPORTED),
+        let answer = U2fRequest::decode(apdu)
+            .map_err(refused)
+            .and_then(|request| self.u2f_request(request, presence));
+        match answer {
+            Ok(data) => encode_response(&data, StatusWord::NO_ERROR),
+            Err(word) => word.to_bytes().to_vec(),
         }
     }
 
-    fn u2f_register(&mut self, data: &[u8], presence: &mut dyn UserPresence) -> Vec<u8> {
-        if data.len() != 64 {
-            return status(sw::WRONG_LENGTH);
+    fn u2f_request(
+        &mut self,
+        request: U2fRequest,
+        presence: &mut dyn UserPresence,
+    ) -> Result<Vec<u8>, StatusWord> {
+        match request {
+            U2fRequest::Version => Ok(VERSION.to_vec()),
+            U2fRequest::Register(_) | U2fRequest::Authenticate(_) if self.state.always_uv => {
+                Err(StatusWord(sw::COMMAND_NOT_ALLOWED))
+            }
+            U2fRequest::Register(request) => self.u2f_register(&request, presence),
+            U2fRequest::Authenticate(request) => self.u2f_authenticate(&request, presence),
         }
-        let (challenge, application) = data.split_at(32);
-        let Ok(app): Result<[u8; 32], _> = application.try_into() else {
-            return status(sw::WRONG_LENGTH);
-        };
+    }
+
+    fn u2f_register(
+        &mut self,
+        request: &RegisterRequest,
+        presence: &mut dyn UserPresence,
+    ) -> Result<Vec<u8>, StatusWord> {
         if presence.poll("") != PresenceOutcome::Approved {
-            return status(sw::CONDITIONS_NOT_SATISFIED);
+            return Err(CONDITIONS_NOT_SATISFIED);
         }
-        self.last = crate::authenticator::softkey::LastOperation {
+        self.last = LastOperation {
             user_present: true,
             user_verified: false,
         };
-        let Ok(private_key) = keys::new_private_key(self.rng.as_mut()) else {
-            return status(sw::UNKNOWN);
-        };
+        let private_key = keys::new_private_key(self.rng.as_mut()).map_err(|_| UNKNOWN)?;
         let payload = WrappedPayload {
             private_key,
             cred_protect: CredProtect::UvOptional,
@@ -142,82 +97,67 @@ impl SoftKey {
             cred_blob: None,
         };
         let master = self.master();
-        let Ok(key_handle) =
-            credential::wrap_credential_id(&master, &app, &payload, self.rng.as_mut())
-        else {
-            return status(sw::UNKNOWN);
-        };
+        let key_handle = credential::wrap_credential_id(
+            &master,
+            &request.application,
+            &payload,
+            self.rng.as_mut(),
+        )
+        .map_err(|_| UNKNOWN)?;
         let (Ok(cred_key), Ok(batch)) = (
             keys::signing_key(payload.private_key.expose_secret()),
             self.state.attestation.batch_signing_key(),
         ) else {
-            return status(sw::UNKNOWN);
+            return Err(UNKNOWN);
         };
-        let public = keys::public_sec1(&cred_key);
-        let mut signed = vec![0x00];
-        signed.extend_from_slice(&app);
-        signed.extend_from_slice(challenge);
-        signed.extend_from_slice(&key_handle);
-        signed.extend_from_slice(&public);
-        let signature = self.sign(&batch, &signed);
-        let mut out = vec![0x05];
-        out.extend_from_slice(&public);
-        out.push(key_handle.len() as u8);
-        out.extend_from_slice(&key_handle);
-        out.extend_from_slice(&self.state.attestation.batch_cert);
-        out.extend_from_slice(&signature);
-        with_status(out, sw::NO_ERROR)
+        let public_key = keys::public_sec1(&cred_key)
+            .try_into()
+            .map_err(|_| UNKNOWN)?;
+        let mut response = RegisterResponse {
+            public_key,
+            key_handle,
+            attestation_certificate: self.state.attestation.batch_cert.clone(),
+            signature: Vec::new(),
+        };
+        response.signature = self.sign(&batch, &response.signed_data(request));
+        response.encode().map_err(|_| UNKNOWN)
     }
 
     fn u2f_authenticate(
         &mut self,
-        p1: u8,
-        data: &[u8],
+        request: &AuthenticateRequest,
         presence: &mut dyn UserPresence,
-    ) -> Vec<u8> {
-        if data.len() < 65 || data.len() != 65 + usize::from(data[64]) {
-            return status(sw::WRONG_LENGTH);
-        }
-        let challenge = &data[..32];
-        let Ok(app): Result<[u8; 32], _> = data[32..64].try_into() else {
-            return status(sw::WRONG_LENGTH);
+    ) -> Result<Vec<u8>, StatusWord> {
+        let Some(cred) = self.find_credential_by_hash(&request.application, &request.key_handle)
+        else {
+            return Err(StatusWord::WRONG_DATA);
         };
-        let key_handle = &data[65..];
-        let Some(cred) = self.find_credential_by_hash(&app, key_handle) else {
-            return status(sw::WRONG_DATA);
-        };
-        let user_present = match p1 {
-            P1_CHECK_ONLY => return status(sw::CONDITIONS_NOT_SATISFIED),
-            P1_ENFORCE => {
+        let user_present = match request.control {
+            AuthenticateControl::CHECK_ONLY => return Err(CONDITIONS_NOT_SATISFIED),
+            AuthenticateControl::ENFORCE_USER_PRESENCE_AND_SIGN => {
                 if presence.poll(&cred.rp_id) != PresenceOutcome::Approved {
-                    return status(sw::CONDITIONS_NOT_SATISFIED);
+                    return Err(CONDITIONS_NOT_SATISFIED);
                 }
                 true
             }
-            P1_DONT_ENFORCE => false,
-            _ => return status(sw::INCORRECT_P1P2),
+            AuthenticateControl::DONT_ENFORCE_USER_PRESENCE_AND_SIGN => false,
+            _ => return Err(StatusWord(sw::INCORRECT_P1P2)),
         };
-        let Ok(signing_key) = cred.signing_key() else {
-            return status(sw::UNKNOWN);
-        };
+        let signing_key = cred.signing_key().map_err(|_| UNKNOWN)?;
         let counter = self.bump_counter(&cred);
-        if self.persist().is_err() {
-            return status(sw::UNKNOWN);
-        }
-        self.last = crate::authenticator::softkey::LastOperation {
+        self.persist().map_err(|_| UNKNOWN)?;
+        self.last = LastOperation {
             user_present,
             user_verified: false,
         };
-        let flags = u8::from(user_present);
-        let mut signed = app.to_vec();
-        signed.push(flags);
-        signed.extend_from_slice(&counter.to_be_bytes());
-        signed.extend_from_slice(challenge);
-        let signature = self.sign(&signing_key, &signed);
-        let mut out = vec![flags];
-        out.extend_from_slice(&counter.to_be_bytes());
-        out.extend_from_slice(&signature);
-        with_status(out, sw::NO_ERROR)
+        let mut response = AuthenticateResponse {
+            user_presence: u8::from(user_present),
+            counter,
+            signature: Vec::new(),
+        };
+        let signed = response.signed_data(&request.application, &request.challenge);
+        response.signature = self.sign(&signing_key, &signed);
+        Ok(response.encode())
     }
 }
 
@@ -226,6 +166,7 @@ mod tests {
     use super::*;
     use crate::authenticator::presence::{AutoApproveForTests, DenyForTests};
     use crate::authenticator::{SoftKeyOptions, keys::SeededRandomForTests};
+    use crate::ctap2::u2f::{INS_AUTHENTICATE, INS_REGISTER};
     use p256::ecdsa::{Signature, VerifyingKey, signature::Verifier};
 
     fn key() -> SoftKey {
@@ -238,6 +179,10 @@ mod tests {
         .unwrap()
     }
 
+    const P1_ENFORCE: u8 = AuthenticateControl::ENFORCE_USER_PRESENCE_AND_SIGN.0;
+    const P1_CHECK_ONLY: u8 = AuthenticateControl::CHECK_ONLY.0;
+    const P1_DONT_ENFORCE: u8 = AuthenticateControl::DONT_ENFORCE_USER_PRESENCE_AND_SIGN.0;
+
     fn extended(ins: u8, p1: u8, data: &[u8]) -> Vec<u8> {
         let mut apdu = vec![0x00, ins, p1, 0x00, 0x00];
         apdu.extend_from_slice(&(data.len() as u16).to_be_bytes());
@@ -246,30 +191,75 @@ mod tests {
         apdu
     }
 
+    /// Every APDU form the key accepted before it used the shared codec still reaches the
+    /// command, and every malformed one is still 0x6700.
     #[test]
-    fn apdu_parsing() {
-        assert_eq!(parse_apdu(&[0, 3, 0, 0]).unwrap().data, &[] as &[u8]);
-        assert_eq!(
-            parse_apdu(&[0, 3, 0, 0, 0, 0, 0]).unwrap().data,
-            &[] as &[u8]
+    fn apdu_forms_short_and_extended() {
+        let mut k = key();
+        let version = b"U2F_V2\x90\x00".to_vec();
+        for apdu in [
+            &[0u8, 3, 0, 0][..],
+            &[0, 3, 0, 0, 0],
+            &[0, 3, 0, 0, 0, 0, 0],
+            &[0, 3, 0, 0, 0, 0, 0, 0, 0],
+        ] {
+            assert_eq!(
+                k.handle_u2f(apdu, &mut AutoApproveForTests),
+                version,
+                "{apdu:02x?}"
+            );
+        }
+        // REGISTER data in each form reaches the presence check (denied: 6985).
+        let data = [7u8; 64];
+        let short = [&[0, INS_REGISTER, 0, 0, 64][..], &data].concat();
+        let extended_no_le = [&[0, INS_REGISTER, 0, 0, 0, 0, 64][..], &data].concat();
+        for apdu in [
+            short.clone(),
+            [&short[..], &[0]].concat(),
+            extended_no_le.clone(),
+            [&extended_no_le[..], &[0, 0]].concat(),
+        ] {
+            assert_eq!(
+                k.handle_u2f(&apdu, &mut DenyForTests),
+                [0x69, 0x85],
+                "{apdu:02x?}"
+            );
+        }
+        for bad in [
+            &[0u8, 1, 0][..],
+            &[0, 1, 0, 0, 3, 9, 9],
+            &[0, 1, 0, 0, 0, 0, 5, 9, 9],
+            &[0, 3, 0, 0, 1, 9],
+        ] {
+            assert_eq!(
+                k.handle_u2f(bad, &mut AutoApproveForTests),
+                [0x67, 0x00],
+                "{bad:02x?}"
+            );
+        }
+    }
+
+    /// An unknown AUTHENTICATE control byte is ISO 7816-4 0x6A86, not 0x6A80 (which a platform
+    /// reads as "not this key's handle").
+    #[test]
+    fn unknown_control_byte_is_incorrect_p1p2() {
+        let mut k = key();
+        let mut up = AutoApproveForTests;
+        let app = keys::sha256(b"https://example.com");
+        let reg = k.handle_u2f(
+            &extended(INS_REGISTER, 0, &[[1u8; 32], app].concat()),
+            &mut up,
         );
-        assert_eq!(parse_apdu(&[0, 1, 0, 0, 2, 9, 9]).unwrap().data, &[9, 9]);
-        assert_eq!(parse_apdu(&[0, 1, 0, 0, 2, 9, 9, 0]).unwrap().data, &[9, 9]);
+        let kh = reg[67..67 + usize::from(reg[66])].to_vec();
+        let data = [&[1u8; 32][..], &app, &[kh.len() as u8], &kh].concat();
         assert_eq!(
-            parse_apdu(&[0, 1, 0, 0, 0, 0, 2, 9, 9]).unwrap().data,
-            &[9, 9]
+            k.handle_u2f(&extended(INS_AUTHENTICATE, 0x05, &data), &mut up),
+            [0x6a, 0x86]
         );
         assert_eq!(
-            parse_apdu(&[0, 1, 0, 0, 0, 0, 2, 9, 9, 0, 0]).unwrap().data,
-            &[9, 9]
+            k.handle_u2f(&extended(INS_AUTHENTICATE, P1_CHECK_ONLY, &data), &mut up),
+            [0x69, 0x85]
         );
-        assert_eq!(
-            parse_apdu(&[0, 3, 0, 0, 0, 0, 0, 0, 0]).unwrap().data,
-            &[] as &[u8]
-        );
-        assert!(parse_apdu(&[0, 1, 0]).is_none());
-        assert!(parse_apdu(&[0, 1, 0, 0, 3, 9, 9]).is_none());
-        assert!(parse_apdu(&[0, 1, 0, 0, 0, 0, 5, 9, 9]).is_none());
     }
 
     #[test]

@@ -84,15 +84,15 @@ impl AttestationStatement {
             "packed" => {
                 let mut map = MapReader::new(value, "attStmt")?;
                 Ok(Self::Packed {
-                    alg: cbor::into_i64(map.req_text("alg", "attStmt.alg")?, "attStmt.alg")?,
-                    sig: cbor::into_bytes(map.req_text("sig", "attStmt.sig")?, "attStmt.sig")?,
+                    alg: map.req_text_as("alg", "attStmt.alg", cbor::into_i64)?,
+                    sig: map.req_text_as("sig", "attStmt.sig", cbor::into_bytes)?,
                     x5c: map.opt_text("x5c").map(into_certificates).transpose()?,
                 })
             }
             "fido-u2f" => {
                 let mut map = MapReader::new(value, "attStmt")?;
                 Ok(Self::FidoU2f {
-                    sig: cbor::into_bytes(map.req_text("sig", "attStmt.sig")?, "attStmt.sig")?,
+                    sig: map.req_text_as("sig", "attStmt.sig", cbor::into_bytes)?,
                     x5c: into_certificates(map.req_text("x5c", "attStmt.x5c")?)?,
                 })
             }

@@ -130,6 +130,25 @@ pub fn from_slice(bytes: &[u8]) -> Result<Value, DecodeError> {
     Ok(value)
 }
 
+/// Decodes exactly one CBOR data item that fills `bytes` and is in CTAP2 canonical form
+/// (CTAP 2.1 §8): `bytes` must be exactly what [`to_vec`] writes for the decoded value, so
+/// integers and lengths in their shortest form, definite lengths only, and map keys in
+/// canonical order. A message that is well-formed but not canonical is
+/// 0x12 CTAP2_ERR_INVALID_CBOR, like malformed input.
+///
+/// Authenticators decode requests with this. python-fido2 (`cbor.py`: shortest heads,
+/// `_sort_keys` by major type, length, bytes), libfido2 and browsers send canonical CBOR, and
+/// OpenSK rejects anything else, so no real client is refused.
+pub fn from_slice_canonical(bytes: &[u8]) -> Result<Value, DecodeError> {
+    let value = from_slice(bytes)?;
+    if to_vec(&value) != bytes {
+        return Err(DecodeError::invalid_cbor(
+            "CBOR not in CTAP2 canonical form",
+        ));
+    }
+    Ok(value)
+}
+
 /// Decodes one CBOR data item at the start of `bytes`; returns it and the number of bytes used.
 pub fn from_slice_prefix(bytes: &[u8]) -> Result<(Value, usize), DecodeError> {
     let mut rest = bytes;
@@ -198,9 +217,15 @@ impl MapReader {
         Ok(Self { entries })
     }
 
-    /// Decodes a whole message that must be one CBOR map.
+    /// Decodes a whole message that must be one CBOR map (responses: non-canonical accepted).
     pub(crate) fn from_bytes(bytes: &[u8], context: &'static str) -> Result<Self, DecodeError> {
         Self::new(from_slice(bytes)?, context)
+    }
+
+    /// Decodes the parameters of a request to an authenticator: one CBOR map in canonical
+    /// form ([`from_slice_canonical`]).
+    pub(crate) fn from_request(bytes: &[u8], context: &'static str) -> Result<Self, DecodeError> {
+        Self::new(from_slice_canonical(bytes)?, context)
     }
 
     fn take(&mut self, key: &Value) -> Option<Value> {
@@ -230,6 +255,47 @@ impl MapReader {
         context: &'static str,
     ) -> Result<Value, DecodeError> {
         self.opt_text(key).ok_or(DecodeError::missing(context))
+    }
+
+    /// The value at integer key `key` converted by `convert` (e.g. [`into_bytes`]), if present;
+    /// conversion errors name `context`.
+    pub(crate) fn opt_as<T>(
+        &mut self,
+        key: i64,
+        context: &'static str,
+        convert: impl FnOnce(Value, &'static str) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
+        self.opt(key).map(|v| convert(v, context)).transpose()
+    }
+
+    /// The value at integer key `key` converted by `convert`; missing is 0x14.
+    pub(crate) fn req_as<T>(
+        &mut self,
+        key: i64,
+        context: &'static str,
+        convert: impl FnOnce(Value, &'static str) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        convert(self.req(key, context)?, context)
+    }
+
+    /// The value at text key `key` converted by `convert`, if present.
+    pub(crate) fn opt_text_as<T>(
+        &mut self,
+        key: &str,
+        context: &'static str,
+        convert: impl FnOnce(Value, &'static str) -> Result<T, DecodeError>,
+    ) -> Result<Option<T>, DecodeError> {
+        self.opt_text(key).map(|v| convert(v, context)).transpose()
+    }
+
+    /// The value at text key `key` converted by `convert`; missing is 0x14.
+    pub(crate) fn req_text_as<T>(
+        &mut self,
+        key: &str,
+        context: &'static str,
+        convert: impl FnOnce(Value, &'static str) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        convert(self.req_text(key, context)?, context)
     }
 
     /// The entries nobody took.
@@ -347,6 +413,14 @@ pub(crate) fn into_bool_map(
     Ok(out)
 }
 
+/// `options[name]` of an options map (MakeCredential / GetAssertion parameter, GetInfo member).
+pub(crate) fn flag(
+    options: Option<&std::collections::BTreeMap<String, bool>>,
+    name: &str,
+) -> Option<bool> {
+    options.and_then(|options| options.get(name).copied())
+}
+
 /// Encodes a map of text keys to booleans.
 pub(crate) fn bool_map(map: &std::collections::BTreeMap<String, bool>) -> Value {
     Value::Map(
@@ -425,6 +499,28 @@ mod tests {
             to_vec(&Value::Integer(u64::MAX.into())),
             [0x1B, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]
         );
+    }
+
+    #[test]
+    fn canonical_form_is_checked_on_request() {
+        let canonical = [0xA2, 0x01, 0x18, 0x18, 0x20, 0x62, b'i', b'd'];
+        assert!(from_slice_canonical(&canonical).is_ok());
+        for non_canonical in [
+            &[0xA2, 0x20, 0x62, b'i', b'd', 0x01, 0x18, 0x18][..], // keys -1 before 1
+            &[0xA2, 0x01, 0x19, 0x00, 0x18, 0x20, 0x62, b'i', b'd'], // 24 in 3 bytes
+            &[0xA2, 0x01, 0x18, 0x18, 0x20, 0x78, 0x02, b'i', b'd'], // length 2 in 2 bytes
+            &[0xBF, 0x01, 0x18, 0x18, 0x20, 0x62, b'i', b'd', 0xFF], // indefinite map
+            &[0x9F, 0x01, 0xFF],                                   // indefinite array
+            &[0xF9, 0x3C, 0x00],                                   // float 1.0 as half
+        ] {
+            assert_eq!(
+                from_slice_canonical(non_canonical).unwrap_err().status.0,
+                0x12,
+                "{non_canonical:02x?}"
+            );
+            // Well-formed: the lenient reader takes it.
+            assert!(from_slice(non_canonical).is_ok(), "{non_canonical:02x?}");
+        }
     }
 
     #[test]

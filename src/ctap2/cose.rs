@@ -133,15 +133,9 @@ impl CoseKey {
     pub fn from_value(value: Value) -> Result<Self, DecodeError> {
         let entries = cbor::into_map(value, "COSE_Key")?;
         let mut map = MapReader::new(Value::Map(entries.clone()), "COSE_Key")?;
-        let kty = cbor::into_i64(map.req(1, "COSE_Key kty")?, "COSE_Key kty")?;
-        let alg = map
-            .opt(3)
-            .map(|v| cbor::into_i64(v, "COSE_Key alg"))
-            .transpose()?;
-        let crv = map
-            .opt(-1)
-            .map(|v| cbor::into_i64(v, "COSE_Key crv"))
-            .transpose()?;
+        let kty = map.req_as(1, "COSE_Key kty", cbor::into_i64)?;
+        let alg = map.opt_as(3, "COSE_Key alg", cbor::into_i64)?;
+        let crv = map.opt_as(-1, "COSE_Key crv", cbor::into_i64)?;
         let x = map.opt(-2);
         let y = map.opt(-3);
         let only_known = map.into_rest().is_empty();

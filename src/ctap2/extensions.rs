@@ -85,25 +85,12 @@ impl MakeCredentialExtensions {
         let mut map = MapReader::new(value, "extensions")?;
         Ok(Self {
             cred_protect: map
-                .opt_text(CRED_PROTECT)
-                .map(|v| cbor::into_uint::<u8>(v, "credProtect").map(CredProtect))
-                .transpose()?,
-            hmac_secret: map
-                .opt_text(HMAC_SECRET)
-                .map(|v| cbor::into_bool(v, "hmac-secret"))
-                .transpose()?,
-            cred_blob: map
-                .opt_text(CRED_BLOB)
-                .map(|v| cbor::into_bytes(v, "credBlob"))
-                .transpose()?,
-            min_pin_length: map
-                .opt_text(MIN_PIN_LENGTH)
-                .map(|v| cbor::into_bool(v, "minPinLength"))
-                .transpose()?,
-            large_blob_key: map
-                .opt_text(LARGE_BLOB_KEY)
-                .map(|v| cbor::into_bool(v, "largeBlobKey"))
-                .transpose()?,
+                .opt_text_as(CRED_PROTECT, "credProtect", cbor::into_uint::<u8>)?
+                .map(CredProtect),
+            hmac_secret: map.opt_text_as(HMAC_SECRET, "hmac-secret", cbor::into_bool)?,
+            cred_blob: map.opt_text_as(CRED_BLOB, "credBlob", cbor::into_bytes)?,
+            min_pin_length: map.opt_text_as(MIN_PIN_LENGTH, "minPinLength", cbor::into_bool)?,
+            large_blob_key: map.opt_text_as(LARGE_BLOB_KEY, "largeBlobKey", cbor::into_bool)?,
             other: other_entries(map),
         })
     }
@@ -138,15 +125,13 @@ impl HmacSecretInput {
         let mut map = MapReader::new(value, "hmac-secret")?;
         Ok(Self {
             key_agreement: CoseKey::from_value(map.req(1, "hmac-secret keyAgreement")?)?,
-            salt_enc: cbor::into_bytes(map.req(2, "hmac-secret saltEnc")?, "hmac-secret saltEnc")?,
-            salt_auth: cbor::into_bytes(
-                map.req(3, "hmac-secret saltAuth")?,
-                "hmac-secret saltAuth",
+            salt_enc: map.req_as(2, "hmac-secret saltEnc", cbor::into_bytes)?,
+            salt_auth: map.req_as(3, "hmac-secret saltAuth", cbor::into_bytes)?,
+            pin_uv_auth_protocol: map.opt_as(
+                4,
+                "hmac-secret pinUvAuthProtocol",
+                cbor::into_uint::<u8>,
             )?,
-            pin_uv_auth_protocol: map
-                .opt(4)
-                .map(|v| cbor::into_uint::<u8>(v, "hmac-secret pinUvAuthProtocol"))
-                .transpose()?,
         })
     }
 }
@@ -185,14 +170,8 @@ impl GetAssertionExtensions {
                 .opt_text(HMAC_SECRET)
                 .map(HmacSecretInput::from_value)
                 .transpose()?,
-            cred_blob: map
-                .opt_text(CRED_BLOB)
-                .map(|v| cbor::into_bool(v, "credBlob"))
-                .transpose()?,
-            large_blob_key: map
-                .opt_text(LARGE_BLOB_KEY)
-                .map(|v| cbor::into_bool(v, "largeBlobKey"))
-                .transpose()?,
+            cred_blob: map.opt_text_as(CRED_BLOB, "credBlob", cbor::into_bool)?,
+            large_blob_key: map.opt_text_as(LARGE_BLOB_KEY, "largeBlobKey", cbor::into_bool)?,
             other: other_entries(map),
         })
     }
@@ -268,9 +247,8 @@ impl ExtensionOutputs {
         let mut map = MapReader::new(value, "extension outputs")?;
         Ok(Self {
             cred_protect: map
-                .opt_text(CRED_PROTECT)
-                .map(|v| cbor::into_uint::<u8>(v, "credProtect").map(CredProtect))
-                .transpose()?,
+                .opt_text_as(CRED_PROTECT, "credProtect", cbor::into_uint::<u8>)?
+                .map(CredProtect),
             hmac_secret: map
                 .opt_text(HMAC_SECRET)
                 .map(|v| match v {
@@ -287,10 +265,11 @@ impl ExtensionOutputs {
                     _ => Err(DecodeError::unexpected_type("credBlob output")),
                 })
                 .transpose()?,
-            min_pin_length: map
-                .opt_text(MIN_PIN_LENGTH)
-                .map(|v| cbor::into_u64(v, "minPinLength output"))
-                .transpose()?,
+            min_pin_length: map.opt_text_as(
+                MIN_PIN_LENGTH,
+                "minPinLength output",
+                cbor::into_u64,
+            )?,
             other: other_entries(map),
         })
     }

@@ -11,6 +11,7 @@
 //! | [`cbor`] | the CTAP2 canonical CBOR writer and strict reader (§8) |
 //! | [`commands`] | one module per command, `Request` / `Response` with encode and decode both ways |
 //! | [`types`], [`cose`], [`auth_data`], [`attestation`], [`extensions`] | shared entities |
+//! | [`credential_list`] | platform side of maxCredentialCountInList / maxCredentialIdLength: batches and silent pre-flight |
 //! | [`pin_protocol`] | PIN/UV auth protocols 1 and 2, PIN padding and hashing, permissions |
 //! | [`u2f`] | CTAP1/U2F raw messages in ISO 7816-4 APDUs, both sides |
 //!
@@ -21,7 +22,7 @@
 //! | input | status |
 //! |---|---|
 //! | a parameter (or the parameter map) of the wrong CBOR type | 0x11 CTAP2_ERR_CBOR_UNEXPECTED_TYPE |
-//! | malformed CBOR, trailing bytes after the map, duplicate map keys, nesting deeper than [`cbor::MAX_DEPTH`] (8; CTAP needs 4) | 0x12 CTAP2_ERR_INVALID_CBOR |
+//! | malformed CBOR, trailing bytes after the map, duplicate map keys, nesting deeper than [`cbor::MAX_DEPTH`] (8; CTAP needs 4), CBOR that is not canonical | 0x12 CTAP2_ERR_INVALID_CBOR |
 //! | a required parameter missing (also subcommand-specific ones of ClientPIN and CredentialManagement) | 0x14 CTAP2_ERR_MISSING_PARAMETER |
 //! | an integer out of range for its field (e.g. a subcommand > 255) | 0x02 CTAP1_ERR_INVALID_PARAMETER |
 //! | a fixed-size byte string of the wrong length (aaguid, rpIDHash, COSE coordinates) | 0x03 CTAP1_ERR_INVALID_LENGTH |
@@ -29,8 +30,10 @@
 //! | an unknown command byte ([`commands::CtapRequest::decode`]) | 0x01 CTAP1_ERR_INVALID_COMMAND |
 //!
 //! Unknown map keys are ignored (forward compatibility); unknown extensions are kept.
-//! Well-formed but non-canonical input (indefinite lengths, over-long integer heads, unsorted
-//! keys) is accepted, as python-fido2's non-strict mode does; only our writer is canonical.
+//! Requests must be in CTAP2 canonical form (§8): well-formed but non-canonical parameters
+//! (indefinite lengths, over-long integer or length heads, map keys out of order) are 0x12,
+//! see [`cbor::from_slice_canonical`]. Responses are decoded leniently (non-canonical
+//! accepted, as python-fido2's non-strict mode does); our writer is always canonical.
 //! Decoding never panics on any input. Response decoding reports the same codes inside
 //! [`Ctap2Error::InvalidResponse`].
 
@@ -47,6 +50,7 @@ pub mod auth_data;
 pub mod cbor;
 pub mod commands;
 pub mod cose;
+pub mod credential_list;
 pub mod error;
 pub mod extensions;
 pub mod pin_protocol;

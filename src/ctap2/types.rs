@@ -37,11 +37,8 @@ impl PublicKeyCredentialRpEntity {
     pub fn from_value(value: Value) -> Result<Self, DecodeError> {
         let mut map = MapReader::new(value, "rp")?;
         Ok(Self {
-            id: cbor::into_text(map.req_text("id", "rp.id")?, "rp.id")?,
-            name: map
-                .opt_text("name")
-                .map(|v| cbor::into_text(v, "rp.name"))
-                .transpose()?,
+            id: map.req_text_as("id", "rp.id", cbor::into_text)?,
+            name: map.opt_text_as("name", "rp.name", cbor::into_text)?,
         })
     }
 }
@@ -80,15 +77,9 @@ impl PublicKeyCredentialUserEntity {
     pub fn from_value(value: Value) -> Result<Self, DecodeError> {
         let mut map = MapReader::new(value, "user")?;
         Ok(Self {
-            id: cbor::into_bytes(map.req_text("id", "user.id")?, "user.id")?,
-            name: map
-                .opt_text("name")
-                .map(|v| cbor::into_text(v, "user.name"))
-                .transpose()?,
-            display_name: map
-                .opt_text("displayName")
-                .map(|v| cbor::into_text(v, "user.displayName"))
-                .transpose()?,
+            id: map.req_text_as("id", "user.id", cbor::into_bytes)?,
+            name: map.opt_text_as("name", "user.name", cbor::into_text)?,
+            display_name: map.opt_text_as("displayName", "user.displayName", cbor::into_text)?,
         })
     }
 }
@@ -127,12 +118,13 @@ impl PublicKeyCredentialDescriptor {
     pub fn from_value(value: Value) -> Result<Self, DecodeError> {
         let mut map = MapReader::new(value, "credential descriptor")?;
         Ok(Self {
-            id: cbor::into_bytes(map.req_text("id", "descriptor.id")?, "descriptor.id")?,
-            type_: cbor::into_text(map.req_text("type", "descriptor.type")?, "descriptor.type")?,
-            transports: map
-                .opt_text("transports")
-                .map(|v| cbor::into_text_vec(v, "descriptor.transports"))
-                .transpose()?,
+            id: map.req_text_as("id", "descriptor.id", cbor::into_bytes)?,
+            type_: map.req_text_as("type", "descriptor.type", cbor::into_text)?,
+            transports: map.opt_text_as(
+                "transports",
+                "descriptor.transports",
+                cbor::into_text_vec,
+            )?,
         })
     }
 
@@ -183,14 +175,8 @@ impl PublicKeyCredentialParameters {
     pub fn from_value(value: Value) -> Result<Self, DecodeError> {
         let mut map = MapReader::new(value, "pubKeyCredParams")?;
         Ok(Self {
-            alg: cbor::into_i64(
-                map.req_text("alg", "pubKeyCredParams.alg")?,
-                "pubKeyCredParams.alg",
-            )?,
-            type_: cbor::into_text(
-                map.req_text("type", "pubKeyCredParams.type")?,
-                "pubKeyCredParams.type",
-            )?,
+            alg: map.req_text_as("alg", "pubKeyCredParams.alg", cbor::into_i64)?,
+            type_: map.req_text_as("type", "pubKeyCredParams.type", cbor::into_text)?,
         })
     }
 

@@ -19,7 +19,10 @@
 //! encrypted value. Encrypted integers (counter, time, interval) are 8-byte big-endian; the
 //! time drift (a signed value without an agreed encrypted encoding) is written in plain.
 
-use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit, block_padding::Pkcs7};
+use aes::cipher::{
+    BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt, KeyIvInit,
+    block_padding::Pkcs7,
+};
 use hmac::{Hmac, KeyInit, Mac};
 use roxmltree::{Document, Node};
 
@@ -313,38 +316,47 @@ fn cbc_decrypt(algorithm: &str, key: &[u8], data: &[u8], what: &str) -> Result<V
         )));
     }
     let (iv, ciphertext) = data.split_at(16);
-    let fail = || OtpError::PskcDecrypt(what.to_owned());
-    let result = match key_len {
-        16 => cbc::Decryptor::<aes::Aes128>::new_from_slices(key, iv)
-            .map_err(|_| fail())?
-            .decrypt_padded_vec::<Pkcs7>(ciphertext),
-        24 => cbc::Decryptor::<aes::Aes192>::new_from_slices(key, iv)
-            .map_err(|_| fail())?
-            .decrypt_padded_vec::<Pkcs7>(ciphertext),
-        _ => cbc::Decryptor::<aes::Aes256>::new_from_slices(key, iv)
-            .map_err(|_| fail())?
-            .decrypt_padded_vec::<Pkcs7>(ciphertext),
+    let plaintext = match key_len {
+        16 => cbc_decrypt_as::<aes::Aes128>(key, iv, ciphertext),
+        24 => cbc_decrypt_as::<aes::Aes192>(key, iv, ciphertext),
+        _ => cbc_decrypt_as::<aes::Aes256>(key, iv, ciphertext),
     };
-    result.map_err(|_| fail())
+    plaintext.ok_or_else(|| OtpError::PskcDecrypt(what.to_owned()))
 }
 
+/// AES-CBC with PKCS#7 padding under the cipher `C`; `None` on a wrong key or IV length or bad
+/// padding.
+fn cbc_decrypt_as<C>(key: &[u8], iv: &[u8], ciphertext: &[u8]) -> Option<Vec<u8>>
+where
+    C: BlockCipherDecrypt,
+    cbc::Decryptor<C>: KeyIvInit + BlockModeDecrypt,
+{
+    cbc::Decryptor::<C>::new_from_slices(key, iv)
+        .ok()?
+        .decrypt_padded_vec::<Pkcs7>(ciphertext)
+        .ok()
+}
+
+/// AES-CBC with PKCS#7 padding under the cipher `C`; `None` on a wrong key length.
+fn cbc_encrypt_as<C>(key: &[u8], iv: &[u8; 16], plaintext: &[u8]) -> Option<Vec<u8>>
+where
+    C: BlockCipherEncrypt,
+    cbc::Encryptor<C>: KeyIvInit + BlockModeEncrypt,
+{
+    let encryptor = cbc::Encryptor::<C>::new_from_slices(key, iv).ok()?;
+    Some(encryptor.encrypt_padded_vec::<Pkcs7>(plaintext))
+}
+
+/// IV ‖ AES-CBC ciphertext (the `CipherValue` of RFC 6030 §6.1).
 fn cbc_encrypt(key: &[u8], iv: &[u8; 16], plaintext: &[u8]) -> Result<Vec<u8>, OtpError> {
-    let fail = || OtpError::Pskc("encryption key must be 16, 24 or 32 bytes".into());
     let ciphertext = match key.len() {
-        16 => cbc::Encryptor::<aes::Aes128>::new_from_slices(key, iv)
-            .map_err(|_| fail())?
-            .encrypt_padded_vec::<Pkcs7>(plaintext),
-        24 => cbc::Encryptor::<aes::Aes192>::new_from_slices(key, iv)
-            .map_err(|_| fail())?
-            .encrypt_padded_vec::<Pkcs7>(plaintext),
-        32 => cbc::Encryptor::<aes::Aes256>::new_from_slices(key, iv)
-            .map_err(|_| fail())?
-            .encrypt_padded_vec::<Pkcs7>(plaintext),
-        _ => return Err(fail()),
-    };
-    let mut out = iv.to_vec();
-    out.extend_from_slice(&ciphertext);
-    Ok(out)
+        16 => cbc_encrypt_as::<aes::Aes128>(key, iv, plaintext),
+        24 => cbc_encrypt_as::<aes::Aes192>(key, iv, plaintext),
+        32 => cbc_encrypt_as::<aes::Aes256>(key, iv, plaintext),
+        _ => None,
+    }
+    .ok_or_else(|| OtpError::Pskc("encryption key must be 16, 24 or 32 bytes".into()))?;
+    Ok([iv.as_slice(), &ciphertext].concat())
 }
 
 fn hmac_by_uri(algorithm: &str, key: &[u8], data: &[u8]) -> Result<Vec<u8>, OtpError> {
@@ -399,6 +411,16 @@ enum RawValue {
     Undecrypted(String),
 }
 
+/// An `xenc:EncryptedDataType` element (`EncryptedValue`, `MACKey`): its
+/// `EncryptionMethod/@Algorithm` and the base64 text of `CipherData/CipherValue`.
+fn encrypted_parts<'a>(element: Node<'a, '_>) -> (Option<&'a str>, Option<String>) {
+    let algorithm = child(element, "EncryptionMethod").and_then(|m| m.attribute("Algorithm"));
+    let cipher = child(element, "CipherData")
+        .and_then(|d| child(d, "CipherValue"))
+        .map(text);
+    (algorithm, cipher)
+}
+
 fn read_value(
     element: Node<'_, '_>,
     keys: &Keys,
@@ -410,21 +432,19 @@ fn read_value(
     let Some(encrypted) = child(element, "EncryptedValue") else {
         return Ok(None);
     };
-    let algorithm = child(encrypted, "EncryptionMethod")
-        .and_then(|m| m.attribute("Algorithm"))
+    let (algorithm, cipher) = encrypted_parts(encrypted);
+    let algorithm = algorithm
         .ok_or_else(|| OtpError::Pskc(format!("{what}: EncryptedValue without EncryptionMethod")))?
         .to_owned();
-    let cipher = child(encrypted, "CipherData")
-        .and_then(|d| child(d, "CipherValue"))
-        .ok_or_else(|| {
-            OtpError::Pskc(format!(
-                "{what}: EncryptedValue without CipherData/CipherValue"
-            ))
-        })?;
+    let cipher = cipher.ok_or_else(|| {
+        OtpError::Pskc(format!(
+            "{what}: EncryptedValue without CipherData/CipherValue"
+        ))
+    })?;
     if is_asymmetric(&algorithm) || matches!(keys.declared, PskcEncryption::Asymmetric) {
         return Ok(Some(RawValue::Undecrypted(algorithm)));
     }
-    let data = b64(what, &text(cipher))?;
+    let data = b64(what, &cipher)?;
     let key = keys
         .encryption
         .as_ref()
@@ -479,16 +499,39 @@ fn decrypted_int(bytes: &[u8], what: &str) -> Result<u64, OtpError> {
         .fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
 }
 
-fn int_value(
-    raw: Option<RawValue>,
+/// Decodes a signed integer from decrypted bytes: ASCII decimal (with a sign) if it reads as
+/// one, otherwise big-endian two's complement of at most 8 bytes.
+fn decrypted_signed(bytes: &[u8], what: &str) -> Result<i64, OtpError> {
+    if !bytes.is_empty() && bytes.iter().all(|c| c.is_ascii_digit() || *c == b'-') {
+        return parse_num(what, &String::from_utf8_lossy(bytes));
+    }
+    if bytes.is_empty() || bytes.len() > 8 {
+        return Err(OtpError::Pskc(format!("{what}: bad encrypted integer")));
+    }
+    let fill = if bytes[0] & 0x80 != 0 { 0xff } else { 0 };
+    let mut full = [fill; 8];
+    full[8 - bytes.len()..].copy_from_slice(bytes);
+    Ok(i64::from_be_bytes(full))
+}
+
+/// `Data/<name>` of a key, decoded by `plain` (from its text) or `decrypted` (from its bytes);
+/// both are given `"<where_> <name>"` for their errors. `None` when absent, or when the value
+/// cannot be decrypted here: then it is recorded in `key.undecrypted`.
+fn data_value<T>(
+    (data, keys, where_): (Node<'_, '_>, &Keys, &str),
     key: &mut PskcKey,
     name: &str,
-    what: &str,
-) -> Result<Option<u64>, OtpError> {
-    match raw {
+    plain: impl FnOnce(&str, &str) -> Result<T, OtpError>,
+    decrypted: impl FnOnce(&[u8], &str) -> Result<T, OtpError>,
+) -> Result<Option<T>, OtpError> {
+    let Some(element) = child(data, name) else {
+        return Ok(None);
+    };
+    let what = format!("{where_} {name}");
+    match read_value(element, keys, &what)? {
         None => Ok(None),
-        Some(RawValue::Plain(t)) => parse_num(what, &t).map(Some),
-        Some(RawValue::Decrypted(bytes)) => decrypted_int(bytes.expose_secret(), what).map(Some),
+        Some(RawValue::Plain(t)) => plain(&what, &t).map(Some),
+        Some(RawValue::Decrypted(bytes)) => decrypted(bytes.expose_secret(), &what).map(Some),
         Some(RawValue::Undecrypted(alg)) => {
             key.undecrypted.push((name.to_owned(), alg));
             Ok(None)
@@ -527,54 +570,15 @@ fn parse_key(node: Node<'_, '_>, keys: &Keys, where_: &str) -> Result<PskcKey, O
             .transpose()?;
     }
     if let Some(data) = child(node, "Data") {
-        if let Some(element) = child(data, "Secret") {
-            match read_value(element, keys, &format!("{where_} Secret"))? {
-                Some(RawValue::Plain(t)) => {
-                    key.secret = Some(Secret::new(b64(&format!("{where_} Secret"), &t)?))
-                }
-                Some(RawValue::Decrypted(bytes)) => key.secret = Some(bytes),
-                Some(RawValue::Undecrypted(alg)) => key.undecrypted.push(("Secret".into(), alg)),
-                None => {}
-            }
-        }
-        for (name, slot) in [("Counter", 0), ("Time", 1), ("TimeInterval", 2)] {
-            if let Some(element) = child(data, name) {
-                let what = format!("{where_} {name}");
-                let raw = read_value(element, keys, &what)?;
-                let value = int_value(raw, &mut key, name, &what)?;
-                match slot {
-                    0 => key.counter = value,
-                    1 => key.time = value,
-                    _ => key.time_interval = value,
-                }
-            }
-        }
-        if let Some(element) = child(data, "TimeDrift") {
-            let what = format!("{where_} TimeDrift");
-            key.time_drift = match read_value(element, keys, &what)? {
-                None => None,
-                Some(RawValue::Plain(t)) => Some(parse_num(&what, &t)?),
-                Some(RawValue::Decrypted(bytes)) => {
-                    let b = bytes.expose_secret();
-                    if !b.is_empty() && b.iter().all(|c| c.is_ascii_digit() || *c == b'-') {
-                        Some(parse_num(&what, &String::from_utf8_lossy(b))?)
-                    } else {
-                        // Big-endian two's complement of at most 8 bytes.
-                        if b.is_empty() || b.len() > 8 {
-                            return Err(OtpError::Pskc(format!("{what}: bad encrypted integer")));
-                        }
-                        let fill = if b[0] & 0x80 != 0 { 0xff } else { 0 };
-                        let mut full = [fill; 8];
-                        full[8 - b.len()..].copy_from_slice(b);
-                        Some(i64::from_be_bytes(full))
-                    }
-                }
-                Some(RawValue::Undecrypted(alg)) => {
-                    key.undecrypted.push(("TimeDrift".into(), alg));
-                    None
-                }
-            };
-        }
+        let source = (data, keys, where_);
+        let secret_text = |what: &str, t: &str| b64(what, t).map(Secret::new);
+        let secret_bytes = |b: &[u8], _: &str| Ok(Secret::new(b.to_vec()));
+        key.secret = data_value(source, &mut key, "Secret", secret_text, secret_bytes)?;
+        key.counter = data_value(source, &mut key, "Counter", parse_num, decrypted_int)?;
+        key.time = data_value(source, &mut key, "Time", parse_num, decrypted_int)?;
+        let interval = data_value(source, &mut key, "TimeInterval", parse_num, decrypted_int)?;
+        key.time_interval = interval;
+        key.time_drift = data_value(source, &mut key, "TimeDrift", parse_num, decrypted_signed)?;
     }
     if let Some(policy) = child(node, "Policy") {
         key.policy = PskcPolicy {
@@ -719,14 +723,11 @@ pub fn parse(xml: &str, decryption: &PskcDecryption) -> Result<PskcFile, OtpErro
         declared: declared.clone(),
     };
     if let Some(mac_key) = mac_method.and_then(|m| child(m, "MACKey")) {
-        let algorithm = child(mac_key, "EncryptionMethod")
-            .and_then(|m| m.attribute("Algorithm"))
-            .unwrap_or_default();
-        let cipher = child(mac_key, "CipherData")
-            .and_then(|d| child(d, "CipherValue"))
-            .ok_or_else(|| OtpError::Pskc("MACKey without CipherValue".into()))?;
+        let (algorithm, cipher) = encrypted_parts(mac_key);
+        let algorithm = algorithm.unwrap_or_default();
+        let cipher = cipher.ok_or_else(|| OtpError::Pskc("MACKey without CipherValue".into()))?;
         if let Some(key) = &keys.encryption {
-            let data = b64("MACKey", &text(cipher))?;
+            let data = b64("MACKey", &cipher)?;
             let decrypted = cbc_decrypt(algorithm, key.expose_secret(), &data, "MACKey")?;
             keys.mac = Some(Secret::new(decrypted));
         }
@@ -1080,14 +1081,16 @@ struct Writer<'a, 'r> {
 }
 
 impl Writer<'_, '_> {
+    /// `<pskc:{tag}>` in a key's `Data`: encrypted with a `ValueMAC` when the file is protected
+    /// and `encrypt` is set, otherwise `plain`.
     fn value(
         &mut self,
-        indent: &str,
         tag: &str,
         plain: &str,
         bytes: &[u8],
         encrypt: bool,
     ) -> Result<(), OtpError> {
+        let indent = "        ";
         self.out.push_str(&format!("{indent}<pskc:{tag}>\n"));
         match (&self.key, &self.mac_key, encrypt) {
             (Some(key), Some(mac_key), true) => {
@@ -1109,6 +1112,31 @@ impl Writer<'_, '_> {
         }
         self.out.push_str(&format!("{indent}</pskc:{tag}>\n"));
         Ok(())
+    }
+
+    /// `Data/Secret`: base64 in plain.
+    fn secret(&mut self, bytes: &[u8]) -> Result<(), OtpError> {
+        self.value("Secret", &data_encoding::BASE64.encode(bytes), bytes, true)
+    }
+
+    /// An unsigned `Data` integer: decimal in plain, 8-byte big-endian encrypted.
+    fn int(&mut self, tag: &str, value: u64) -> Result<(), OtpError> {
+        self.value(tag, &value.to_string(), &value.to_be_bytes(), true)
+    }
+
+    /// `<KeyPackage><DeviceInfo>..</DeviceInfo>` of `token` (its key and its PIN key share it).
+    fn open_package(&mut self, token: &PskcToken) {
+        self.out
+            .push_str("  <pskc:KeyPackage>\n    <pskc:DeviceInfo>\n");
+        let manufacturer = token.manufacturer.as_deref();
+        opt_elem(self.out, "      ", "Manufacturer", manufacturer);
+        opt_elem(
+            self.out,
+            "      ",
+            "SerialNo",
+            Some(token.params.serial.as_str()),
+        );
+        self.out.push_str("    </pskc:DeviceInfo>\n");
     }
 }
 
@@ -1198,16 +1226,7 @@ pub fn write(
         let p = &token.params;
         p.validate()?;
         let w = &mut writer;
-        w.out
-            .push_str("  <pskc:KeyPackage>\n    <pskc:DeviceInfo>\n");
-        opt_elem(
-            w.out,
-            "      ",
-            "Manufacturer",
-            token.manufacturer.as_deref(),
-        );
-        opt_elem(w.out, "      ", "SerialNo", Some(p.serial.as_str()));
-        w.out.push_str("    </pskc:DeviceInfo>\n");
+        w.open_package(token);
         let (algorithm, suite) = match &p.kind {
             TokenKind::ResponseOnlyHotp => (
                 ALG_HOTP,
@@ -1244,47 +1263,15 @@ pub fn write(
         w.out.push_str("      </pskc:AlgorithmParameters>\n");
         opt_elem(w.out, "      ", "FriendlyName", p.label.as_deref());
         w.out.push_str("      <pskc:Data>\n");
-        let secret = token.secret.expose_secret();
-        w.value(
-            "        ",
-            "Secret",
-            &data_encoding::BASE64.encode(secret),
-            secret,
-            true,
-        )?;
-        let is_totp = matches!(p.kind, TokenKind::ResponseOnlyTotp);
-        if !is_totp {
-            w.value(
-                "        ",
-                "Counter",
-                &token.counter.to_string(),
-                &token.counter.to_be_bytes(),
-                true,
-            )?;
-        } else {
-            w.value(
-                "        ",
-                "Time",
-                &p.t0.to_string(),
-                &p.t0.to_be_bytes(),
-                true,
-            )?;
-            w.value(
-                "        ",
-                "TimeInterval",
-                &p.step.to_string(),
-                &p.step.to_be_bytes(),
-                true,
-            )?;
+        w.secret(token.secret.expose_secret())?;
+        if matches!(p.kind, TokenKind::ResponseOnlyTotp) {
+            w.int("Time", p.t0)?;
+            w.int("TimeInterval", p.step)?;
             if token.drift_steps != 0 {
-                w.value(
-                    "        ",
-                    "TimeDrift",
-                    &token.drift_steps.to_string(),
-                    &[],
-                    false,
-                )?;
+                w.value("TimeDrift", &token.drift_steps.to_string(), &[], false)?;
             }
+        } else {
+            w.int("Counter", token.counter)?;
         }
         w.out.push_str("      </pskc:Data>\n");
         opt_elem(w.out, "      ", "UserId", token.user_id.as_deref());
@@ -1313,16 +1300,7 @@ pub fn write(
         w.out.push_str("    </pskc:Key>\n  </pskc:KeyPackage>\n");
         if let Some(pin) = &token.pin {
             // The PIN travels as its own key package (RFC 6030 figure 5).
-            w.out
-                .push_str("  <pskc:KeyPackage>\n    <pskc:DeviceInfo>\n");
-            opt_elem(
-                w.out,
-                "      ",
-                "Manufacturer",
-                token.manufacturer.as_deref(),
-            );
-            opt_elem(w.out, "      ", "SerialNo", Some(p.serial.as_str()));
-            w.out.push_str("    </pskc:DeviceInfo>\n");
+            w.open_package(token);
             w.out.push_str(&format!(
                 "    <pskc:Key Id=\"{}\" Algorithm=\"{ALG_PIN}\">\n",
                 escape(&pin_id)
@@ -1331,14 +1309,7 @@ pub fn write(
                 "      <pskc:AlgorithmParameters>\n        <pskc:ResponseFormat Encoding=\"DECIMAL\" Length=\"{}\"/>\n      </pskc:AlgorithmParameters>\n      <pskc:Data>\n",
                 pin.expose_secret().len()
             ));
-            let bytes = pin.expose_secret().as_bytes();
-            w.value(
-                "        ",
-                "Secret",
-                &data_encoding::BASE64.encode(bytes),
-                bytes,
-                true,
-            )?;
+            w.secret(pin.expose_secret().as_bytes())?;
             w.out
                 .push_str("      </pskc:Data>\n    </pskc:Key>\n  </pskc:KeyPackage>\n");
         }

@@ -10,12 +10,13 @@ use zbus::message::Header;
 use zbus::{Connection, interface};
 
 use super::Shared;
+use super::call::{Allowed, Call};
 use super::devices::DeviceHandle;
 use super::error::BusError;
 use crate::authenticator::Credential;
 use crate::ctap2::PublicKeyCredentialDescriptor;
 use crate::ctap2::pin_protocol::Permissions;
-use crate::device::DeviceError;
+use crate::device::{DeviceError, PinUvAuthToken};
 use crate::webauthn::b64;
 
 /// Longest PIN accepted (CTAP 2.1: 63 bytes).
@@ -83,41 +84,46 @@ impl DeviceObject {
         Self { shared, handle }
     }
 
-    async fn check_caller(&self, conn: &Connection, header: &Header<'_>) -> Result<(), BusError> {
-        let caller = self.shared.access.caller(conn, header).await?;
-        if self.handle.record.visible_to(&caller) {
-            Ok(())
-        } else {
-            Err(BusError::NotFound(format!(
-                "no device {}",
-                self.handle.record.path
-            )))
-        }
+    fn not_visible(&self) -> String {
+        format!("no device {}", self.handle.record.path)
     }
 
-    /// Property reads: the same visibility rule as the methods.
-    async fn check_property(
+    /// Admits a method call from a caller who may see the device (others are told it does not
+    /// exist), after checking the PINs it carries.
+    async fn enter(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        pins: &[&str],
+    ) -> Result<Call<'_>, BusError> {
+        let call = Call::enter(&self.shared, conn, header, Allowed::Anyone).await?;
+        if !self.handle.record.visible_to(&call.caller) {
+            return Err(BusError::NotFound(self.not_visible()));
+        }
+        pins.iter().try_for_each(|pin| check_pin(pin))?;
+        Ok(call)
+    }
+
+    /// A property read: the same visibility rule as the methods. Reads without a header (the
+    /// object server's own, for PropertiesChanged) are not checked.
+    async fn visible<T>(
         &self,
         conn: &Connection,
         header: Option<Header<'_>>,
-    ) -> zbus::fdo::Result<()> {
-        let Some(header) = header else {
-            return Ok(());
-        };
-        let caller = self
-            .shared
-            .access
-            .caller(conn, &header)
-            .await
-            .map_err(|e| zbus::fdo::Error::AccessDenied(format!("{e:?}")))?;
-        if self.handle.record.visible_to(&caller) {
-            Ok(())
-        } else {
-            Err(zbus::fdo::Error::UnknownObject(format!(
-                "no device {}",
-                self.handle.record.path
-            )))
+        read: impl FnOnce(&DeviceHandle) -> T,
+    ) -> zbus::fdo::Result<T> {
+        if let Some(header) = header {
+            let caller = self
+                .shared
+                .access
+                .caller(conn, &header)
+                .await
+                .map_err(|e| zbus::fdo::Error::AccessDenied(format!("{e:?}")))?;
+            if !self.handle.record.visible_to(&caller) {
+                return Err(zbus::fdo::Error::UnknownObject(self.not_visible()));
+            }
         }
+        Ok(read(&self.handle))
     }
 
     async fn refresh(&self, device: &mut crate::device::Device) {
@@ -125,6 +131,22 @@ impl DeviceObject {
             self.handle.set_info(info.clone());
         }
     }
+}
+
+/// A pinUvAuthToken for credential management (CTAP 2.1 §6.8), unlocked by `pin`.
+async fn credential_management_token(
+    device: &mut crate::device::Device,
+    pin: &str,
+) -> Result<PinUvAuthToken, BusError> {
+    device
+        .pin_uv_auth_token(pin, Permissions::CREDENTIAL_MANAGEMENT, None)
+        .await
+        .map_err(device_error)
+}
+
+/// A GetInfo number as a D-Bus `u`, saturated.
+fn saturate(value: u64) -> u32 {
+    u32::try_from(value).unwrap_or(u32::MAX)
 }
 
 #[interface(name = "org.keygate.Keygate1.Device")]
@@ -136,8 +158,7 @@ impl DeviceObject {
         #[zbus(header)] header: Option<Header<'_>>,
         #[zbus(connection)] conn: &Connection,
     ) -> zbus::fdo::Result<String> {
-        self.check_property(conn, header).await?;
-        Ok(self.handle.record.name.clone())
+        self.visible(conn, header, |h| h.record.name.clone()).await
     }
 
     /// `usb`, `virtual` or `tpm`.
@@ -147,8 +168,8 @@ impl DeviceObject {
         #[zbus(header)] header: Option<Header<'_>>,
         #[zbus(connection)] conn: &Connection,
     ) -> zbus::fdo::Result<String> {
-        self.check_property(conn, header).await?;
-        Ok(self.handle.record.kind.as_str().to_owned())
+        self.visible(conn, header, |h| h.record.kind.as_str().to_owned())
+            .await
     }
 
     /// Owner uid of a software key; 0xFFFFFFFF for a shared device.
@@ -158,12 +179,10 @@ impl DeviceObject {
         #[zbus(header)] header: Option<Header<'_>>,
         #[zbus(connection)] conn: &Connection,
     ) -> zbus::fdo::Result<u32> {
-        self.check_property(conn, header).await?;
-        Ok(self
-            .handle
-            .record
-            .owner
-            .unwrap_or(super::devices::SHARED_OWNER))
+        self.visible(conn, header, |h| {
+            h.record.owner.unwrap_or(super::devices::SHARED_OWNER)
+        })
+        .await
     }
 
     /// GetInfo `versions` (`FIDO_2_1`, `FIDO_2_0`, `U2F_V2`).
@@ -173,8 +192,7 @@ impl DeviceObject {
         #[zbus(header)] header: Option<Header<'_>>,
         #[zbus(connection)] conn: &Connection,
     ) -> zbus::fdo::Result<Vec<String>> {
-        self.check_property(conn, header).await?;
-        Ok(self.handle.info().versions)
+        self.visible(conn, header, |h| h.info().versions).await
     }
 
     /// GetInfo `extensions`.
@@ -184,8 +202,8 @@ impl DeviceObject {
         #[zbus(header)] header: Option<Header<'_>>,
         #[zbus(connection)] conn: &Connection,
     ) -> zbus::fdo::Result<Vec<String>> {
-        self.check_property(conn, header).await?;
-        Ok(self.handle.info().extensions.unwrap_or_default())
+        self.visible(conn, header, |h| h.info().extensions.unwrap_or_default())
+            .await
     }
 
     /// GetInfo `aaguid` in UUID form.
@@ -195,10 +213,10 @@ impl DeviceObject {
         #[zbus(header)] header: Option<Header<'_>>,
         #[zbus(connection)] conn: &Connection,
     ) -> zbus::fdo::Result<String> {
-        self.check_property(conn, header).await?;
-        Ok(crate::authenticator::format_aaguid(
-            &self.handle.info().aaguid,
-        ))
+        self.visible(conn, header, |h| {
+            crate::authenticator::format_aaguid(&h.info().aaguid)
+        })
+        .await
     }
 
     /// GetInfo `options` (`rk`, `up`, `uv`, `clientPin`, `credMgmt`, ...).
@@ -208,14 +226,10 @@ impl DeviceObject {
         #[zbus(header)] header: Option<Header<'_>>,
         #[zbus(connection)] conn: &Connection,
     ) -> zbus::fdo::Result<HashMap<String, bool>> {
-        self.check_property(conn, header).await?;
-        Ok(self
-            .handle
-            .info()
-            .options
-            .unwrap_or_default()
-            .into_iter()
-            .collect())
+        self.visible(conn, header, |h| {
+            h.info().options.unwrap_or_default().into_iter().collect()
+        })
+        .await
     }
 
     /// GetInfo `pinUvAuthProtocols`.
@@ -225,15 +239,11 @@ impl DeviceObject {
         #[zbus(header)] header: Option<Header<'_>>,
         #[zbus(connection)] conn: &Connection,
     ) -> zbus::fdo::Result<Vec<u32>> {
-        self.check_property(conn, header).await?;
-        Ok(self
-            .handle
-            .info()
-            .pin_uv_auth_protocols
-            .unwrap_or_default()
-            .into_iter()
-            .map(|p| u32::try_from(p).unwrap_or(u32::MAX))
-            .collect())
+        self.visible(conn, header, |h| {
+            let protocols = h.info().pin_uv_auth_protocols.unwrap_or_default();
+            protocols.into_iter().map(saturate).collect()
+        })
+        .await
     }
 
     /// GetInfo `transports`.
@@ -243,8 +253,8 @@ impl DeviceObject {
         #[zbus(header)] header: Option<Header<'_>>,
         #[zbus(connection)] conn: &Connection,
     ) -> zbus::fdo::Result<Vec<String>> {
-        self.check_property(conn, header).await?;
-        Ok(self.handle.info().transports.unwrap_or_default())
+        self.visible(conn, header, |h| h.info().transports.unwrap_or_default())
+            .await
     }
 
     /// GetInfo `minPINLength` (0 when not reported).
@@ -254,12 +264,10 @@ impl DeviceObject {
         #[zbus(header)] header: Option<Header<'_>>,
         #[zbus(connection)] conn: &Connection,
     ) -> zbus::fdo::Result<u32> {
-        self.check_property(conn, header).await?;
-        Ok(self
-            .handle
-            .info()
-            .min_pin_length
-            .map_or(0, |m| u32::try_from(m).unwrap_or(u32::MAX)))
+        self.visible(conn, header, |h| {
+            h.info().min_pin_length.map_or(0, saturate)
+        })
+        .await
     }
 
     /// GetInfo `remainingDiscoverableCredentials` (-1 when not reported).
@@ -269,12 +277,11 @@ impl DeviceObject {
         #[zbus(header)] header: Option<Header<'_>>,
         #[zbus(connection)] conn: &Connection,
     ) -> zbus::fdo::Result<i64> {
-        self.check_property(conn, header).await?;
-        Ok(self
-            .handle
-            .info()
-            .remaining_discoverable_credentials
-            .map_or(-1, |r| i64::try_from(r).unwrap_or(i64::MAX)))
+        self.visible(conn, header, |h| {
+            let remaining = h.info().remaining_discoverable_credentials;
+            remaining.map_or(-1, |r| i64::try_from(r).unwrap_or(i64::MAX))
+        })
+        .await
     }
 
     /// PIN retries left, and whether the key needs a power cycle before the next attempt.
@@ -284,8 +291,7 @@ impl DeviceObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(u32, bool), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        self.check_caller(conn, &header).await?;
+        let _call = self.enter(conn, &header, &[]).await?;
         let mut device = self.handle.device.lock().await;
         let (retries, power_cycle) = device.pin_retries().await.map_err(device_error)?;
         Ok((
@@ -301,9 +307,7 @@ impl DeviceObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        self.check_caller(conn, &header).await?;
-        check_pin(new_pin)?;
+        let _call = self.enter(conn, &header, &[new_pin]).await?;
         let mut device = self.handle.device.lock().await;
         device.set_pin(new_pin).await.map_err(device_error)?;
         self.refresh(&mut device).await;
@@ -318,15 +322,10 @@ impl DeviceObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        self.check_caller(conn, &header).await?;
-        check_pin(current_pin)?;
-        check_pin(new_pin)?;
+        let _call = self.enter(conn, &header, &[current_pin, new_pin]).await?;
         let mut device = self.handle.device.lock().await;
-        device
-            .change_pin(current_pin, new_pin)
-            .await
-            .map_err(device_error)?;
+        let changed = device.change_pin(current_pin, new_pin).await;
+        changed.map_err(device_error)?;
         self.refresh(&mut device).await;
         Ok(())
     }
@@ -338,14 +337,11 @@ impl DeviceObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        self.check_caller(conn, &header).await?;
+        let _call = self.enter(conn, &header, &[]).await?;
         let cancel: CancellationToken = self.shared.cancel.child_token();
         let mut device = self.handle.device.lock().await;
-        device
-            .reset(&cancel, &mut |_| {})
-            .await
-            .map_err(device_error)?;
+        let reset = device.reset(&cancel, &mut |_| {}).await;
+        reset.map_err(device_error)?;
         self.refresh(&mut device).await;
         tracing::info!(path = %self.handle.record.path, "authenticator reset");
         Ok(())
@@ -360,24 +356,16 @@ impl DeviceObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        self.check_caller(conn, &header).await?;
-        check_pin(pin)?;
+        let _call = self.enter(conn, &header, &[pin]).await?;
         let mut device = self.handle.device.lock().await;
-        let token = device
-            .pin_uv_auth_token(pin, Permissions::CREDENTIAL_MANAGEMENT, None)
-            .await
-            .map_err(device_error)?;
+        let token = credential_management_token(&mut device, pin).await?;
         let mut out = Vec::new();
         for rp in device.enumerate_rps(&token).await.map_err(device_error)? {
             let (Some(rp_entity), Some(hash)) = (rp.rp, rp.rp_id_hash) else {
                 continue;
             };
-            for cred in device
-                .enumerate_credentials(&token, hash)
-                .await
-                .map_err(device_error)?
-            {
+            let credentials = device.enumerate_credentials(&token, hash).await;
+            for cred in credentials.map_err(device_error)? {
                 out.push(serde_json::json!({
                     "rp_id": rp_entity.id,
                     "credential_id": cred.credential_id.as_ref().map(|d| b64::encode(&d.id)),
@@ -398,27 +386,18 @@ impl DeviceObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        self.check_caller(conn, &header).await?;
-        check_pin(pin)?;
+        let _call = self.enter(conn, &header, &[pin]).await?;
         let id = b64::decode(credential_id)
             .map_err(|e| BusError::InvalidArgs(format!("credential_id: {e}")))?;
         let mut device = self.handle.device.lock().await;
-        let token = device
-            .pin_uv_auth_token(pin, Permissions::CREDENTIAL_MANAGEMENT, None)
-            .await
-            .map_err(device_error)?;
-        device
-            .delete_credential(
-                &token,
-                PublicKeyCredentialDescriptor {
-                    type_: "public-key".into(),
-                    id,
-                    transports: None,
-                },
-            )
-            .await
-            .map_err(device_error)?;
+        let token = credential_management_token(&mut device, pin).await?;
+        let descriptor = PublicKeyCredentialDescriptor {
+            type_: "public-key".into(),
+            id,
+            transports: None,
+        };
+        let deleted = device.delete_credential(&token, descriptor).await;
+        deleted.map_err(device_error)?;
         self.refresh(&mut device).await;
         Ok(())
     }
@@ -429,8 +408,7 @@ impl DeviceObject {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        self.check_caller(conn, &header).await?;
+        let _call = self.enter(conn, &header, &[]).await?;
         let mut device = self.handle.device.lock().await;
         device.wink().await.map_err(device_error)
     }

@@ -9,6 +9,7 @@
 //! ([`virtual_restore`]) are started again and served at their stored paths before the name
 //! is claimed.
 
+mod call;
 pub mod caller;
 pub mod client;
 pub mod config;

@@ -11,9 +11,9 @@ use zbus::message::Header;
 use zbus::{Connection, interface};
 
 use super::Shared;
-use super::caller::{Caller, Role};
+use super::call::{Allowed, Call, found};
 use super::error::BusError;
-use crate::rp::{RelyingParties, RpConfig, RpError};
+use crate::rp::{RelyingParties, RpConfig, RpError, StartedCeremony};
 
 /// Maps ceremony errors onto named D-Bus errors.
 pub(crate) fn rp_error(err: RpError) -> BusError {
@@ -53,15 +53,52 @@ impl RelyingParty {
         Self { shared, rps }
     }
 
-    async fn caller(
+    /// Admits the call, checks the size of the `sized` arguments, then runs `work` on the
+    /// blocking pool (the ceremonies read and write the store).
+    async fn call<T, F>(
         &self,
-        conn: &Connection,
-        header: &Header<'_>,
-        role: Role,
-    ) -> Result<Arc<Caller>, BusError> {
-        let caller = self.shared.access.caller(conn, header).await?;
-        self.shared.access.require(&caller, role)?;
-        Ok(caller)
+        (conn, header): (&Connection, &Header<'_>),
+        allowed: Allowed,
+        sized: &[(&str, &str)],
+        work: F,
+    ) -> Result<T, BusError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&RelyingParties) -> Result<T, RpError> + Send + 'static,
+    {
+        let _call = Call::enter(&self.shared, conn, header, allowed).await?;
+        for (what, value) in sized {
+            self.shared.check_size(what, value)?;
+        }
+        self.run(work).await
+    }
+
+    /// Starts a ceremony (verifier): (ceremony id, options JSON).
+    async fn start<F>(
+        &self,
+        bus: (&Connection, &Header<'_>),
+        start: F,
+    ) -> Result<(String, String), BusError>
+    where
+        F: FnOnce(&RelyingParties) -> Result<StartedCeremony, RpError> + Send + 'static,
+    {
+        let started = self.call(bus, Allowed::VERIFIER, &[], start).await?;
+        Ok((started.ceremony_id, started.options_json))
+    }
+
+    /// Finishes a ceremony (verifier) with the client's response JSON.
+    async fn finish<T: Send + 'static>(
+        &self,
+        bus: (&Connection, &Header<'_>),
+        (ceremony_id, response_json): (&str, &str),
+        finish: fn(&RelyingParties, &str, &str) -> Result<T, RpError>,
+    ) -> Result<T, BusError> {
+        let sized = [("response_json", response_json)];
+        let (id, response) = (ceremony_id.to_owned(), response_json.to_owned());
+        self.call(bus, Allowed::VERIFIER, &sized, move |rps| {
+            finish(rps, &id, &response)
+        })
+        .await
     }
 
     async fn run<T, F>(&self, call: F) -> Result<T, BusError>
@@ -77,6 +114,11 @@ impl RelyingParty {
     }
 }
 
+/// JSON text of a list the caller may read.
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, BusError> {
+    serde_json::to_string(value).map_err(|e| BusError::Failed(format!("encoding: {e}")))
+}
+
 #[interface(name = "org.keygate.Keygate1.RelyingParty")]
 impl RelyingParty {
     /// Starts registering a credential for `user` at `rp_id` (verifier): (ceremony id,
@@ -90,14 +132,12 @@ impl RelyingParty {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, String), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        self.caller(conn, &header, Role::Verifier).await?;
         let (rp_id, user, display_name) =
             (rp_id.to_owned(), user.to_owned(), display_name.to_owned());
-        let started = self
-            .run(move |rps| rps.start_registration(&rp_id, &user, &display_name))
-            .await?;
-        Ok((started.ceremony_id, started.options_json))
+        self.start((conn, &header), move |rps| {
+            rps.start_registration(&rp_id, &user, &display_name)
+        })
+        .await
     }
 
     /// Finishes a registration with the client's RegistrationResponseJSON (verifier); returns
@@ -110,13 +150,9 @@ impl RelyingParty {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        self.caller(conn, &header, Role::Verifier).await?;
-        self.shared.check_size("response_json", response_json)?;
-        let (id, response) = (ceremony_id.to_owned(), response_json.to_owned());
-        let info = self
-            .run(move |rps| rps.finish_registration(&id, &response))
-            .await?;
+        let ceremony = (ceremony_id, response_json);
+        let finish = RelyingParties::finish_registration;
+        let info = self.finish((conn, &header), ceremony, finish).await?;
         tracing::info!(rp = %info.rp_id, user = %info.user_login, "credential registered");
         Ok(info.credential_id)
     }
@@ -131,13 +167,11 @@ impl RelyingParty {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, String), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        self.caller(conn, &header, Role::Verifier).await?;
         let (rp_id, user) = (rp_id.to_owned(), user.to_owned());
-        let started = self
-            .run(move |rps| rps.start_authentication(&rp_id, &user))
-            .await?;
-        Ok((started.ceremony_id, started.options_json))
+        self.start((conn, &header), move |rps| {
+            rps.start_authentication(&rp_id, &user)
+        })
+        .await
     }
 
     /// Finishes an authentication with the client's AuthenticationResponseJSON (verifier);
@@ -152,13 +186,9 @@ impl RelyingParty {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        self.caller(conn, &header, Role::Verifier).await?;
-        self.shared.check_size("response_json", response_json)?;
-        let (id, response) = (ceremony_id.to_owned(), response_json.to_owned());
-        let outcome = self
-            .run(move |rps| rps.finish_authentication(&id, &response))
-            .await?;
+        let ceremony = (ceremony_id, response_json);
+        let finish = RelyingParties::finish_authentication;
+        let outcome = self.finish((conn, &header), ceremony, finish).await?;
         Ok(serde_json::json!({
             "rp_id": outcome.rp_id,
             "user": outcome.user_login,
@@ -178,13 +208,8 @@ impl RelyingParty {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        if !self.shared.access.has_role(&caller, Role::Admin) {
-            self.shared.access.require(&caller, Role::Verifier)?;
-        }
-        serde_json::to_string(&self.rps.list())
-            .map_err(|e| BusError::Failed(format!("encoding: {e}")))
+        let _call = Call::enter(&self.shared, conn, &header, Allowed::AdminOrVerifier).await?;
+        to_json(&self.rps.list())
     }
 
     /// Adds or replaces a relying party from an RpConfig JSON (admin): `{"id", "name",
@@ -196,12 +221,11 @@ impl RelyingParty {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, Role::Admin).await?;
+        let call = Call::enter(&self.shared, conn, &header, Allowed::ADMIN).await?;
         self.shared.check_size("config_json", config_json)?;
         let config: RpConfig = serde_json::from_str(config_json)
             .map_err(|e| BusError::InvalidArgs(format!("config_json: {e}")))?;
-        tracing::info!(rp = %config.id, uid = caller.uid, "relying party configured");
+        tracing::info!(rp = %config.id, uid = call.caller.uid, "relying party configured");
         self.run(move |rps| rps.configure(config)).await
     }
 
@@ -212,14 +236,13 @@ impl RelyingParty {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        self.caller(conn, &header, Role::Admin).await?;
         let id = rp_id.to_owned();
-        if self.run(move |rps| rps.remove(&id)).await? {
-            Ok(())
-        } else {
-            Err(BusError::NotFound(format!("no relying party {rp_id}")))
-        }
+        let removed = self
+            .call((conn, &header), Allowed::ADMIN, &[], move |rps| {
+                rps.remove(&id)
+            })
+            .await?;
+        found(removed, &format!("relying party {rp_id}"))
     }
 
     /// The credentials (public data) of `user` at `rp_id` as JSON (admin or verifier).
@@ -231,14 +254,13 @@ impl RelyingParty {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        if !self.shared.access.has_role(&caller, Role::Admin) {
-            self.shared.access.require(&caller, Role::Verifier)?;
-        }
         let (rp_id, user) = (rp_id.to_owned(), user.to_owned());
-        let list = self.run(move |rps| rps.credentials(&rp_id, &user)).await?;
-        serde_json::to_string(&list).map_err(|e| BusError::Failed(format!("encoding: {e}")))
+        let list = self
+            .call((conn, &header), Allowed::AdminOrVerifier, &[], move |rps| {
+                rps.credentials(&rp_id, &user)
+            })
+            .await?;
+        to_json(&list)
     }
 
     /// Deletes one credential (admin).
@@ -249,13 +271,12 @@ impl RelyingParty {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        self.caller(conn, &header, Role::Admin).await?;
         let (rp, id) = (rp_id.to_owned(), credential_id.to_owned());
-        if self.run(move |rps| rps.delete_credential(&rp, &id)).await? {
-            Ok(())
-        } else {
-            Err(BusError::NotFound(format!("no credential {credential_id}")))
-        }
+        let deleted = self
+            .call((conn, &header), Allowed::ADMIN, &[], move |rps| {
+                rps.delete_credential(&rp, &id)
+            })
+            .await?;
+        found(deleted, &format!("credential {credential_id}"))
     }
 }

@@ -19,10 +19,11 @@ use zbus::message::Header;
 use zbus::{Connection, interface};
 
 use super::Shared;
-use super::caller::{Caller, Role};
+use super::call::{Allowed, Call, check_len, check_lens, found};
 use super::error::BusError;
 use super::soft::SoftTokens;
 use crate::otp::HashAlg;
+use crate::otp::pskc::{self, PskcDecryption, PskcProtection};
 use crate::secret::Secret;
 use crate::tokens::{
     NewTokenRequest, RejectReason, Target, TokenError, TokenInfo, TokenKind, TokenService, Verdict,
@@ -32,6 +33,10 @@ use crate::tokens::{
 const MAX_FIELDS: usize = 32;
 /// Longest code, response or signature accepted.
 const MAX_CODE_LEN: usize = 256;
+/// Longest serial, user, challenge id or question accepted.
+const MAX_NAME_LEN: usize = 256;
+/// Longest software-token PIN accepted.
+const MAX_PIN_LEN: usize = 64;
 
 /// `Create`'s JSON spec.
 #[derive(Debug, Deserialize)]
@@ -128,16 +133,6 @@ pub(crate) fn info_json(info: &TokenInfo) -> serde_json::Value {
     })
 }
 
-fn check_len(what: &str, value: &str, max: usize) -> Result<(), BusError> {
-    if value.len() > max {
-        Err(BusError::InvalidArgs(format!(
-            "{what} is longer than {max} bytes"
-        )))
-    } else {
-        Ok(())
-    }
-}
-
 fn owned_fields(fields: &[(String, String)]) -> Result<Vec<(String, String)>, BusError> {
     if fields.is_empty() || fields.len() > MAX_FIELDS {
         return Err(BusError::InvalidArgs(format!(
@@ -145,14 +140,17 @@ fn owned_fields(fields: &[(String, String)]) -> Result<Vec<(String, String)>, Bu
         )));
     }
     for (name, value) in fields {
-        check_len("field name", name, 256)?;
-        check_len("field value", value, 4096)?;
+        check_lens(&[("field name", name, 256), ("field value", value, 4096)])?;
     }
     Ok(fields.to_vec())
 }
 
-fn audit_name(caller: &Caller) -> String {
-    format!("uid={} bus={}", caller.uid, caller.unique_name)
+/// The bytes of a hex AES key given in a `key_json`.
+fn key_bytes(hex: &str) -> Result<Secret<Vec<u8>>, BusError> {
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode(hex.as_bytes())
+        .map(Secret::new)
+        .map_err(|_| BusError::InvalidArgs("key_hex is not hex".into()))
 }
 
 /// The Tokens interface.
@@ -173,41 +171,72 @@ impl Tokens {
         }
     }
 
-    async fn caller(
+    async fn enter(
         &self,
         conn: &Connection,
         header: &Header<'_>,
-        role: Option<Role>,
-    ) -> Result<Arc<Caller>, BusError> {
-        let caller = self.shared.access.caller(conn, header).await?;
-        if let Some(role) = role {
-            self.shared.access.require(&caller, role)?;
-        }
-        Ok(caller)
+        allowed: Allowed,
+    ) -> Result<Call<'_>, BusError> {
+        Call::enter(&self.shared, conn, header, allowed).await
     }
 
-    async fn admin_or_verifier(
-        &self,
-        conn: &Connection,
-        header: &Header<'_>,
-    ) -> Result<Arc<Caller>, BusError> {
-        let caller = self.caller(conn, header, None).await?;
-        if self.shared.access.has_role(&caller, Role::Admin)
-            || self.shared.access.has_role(&caller, Role::Verifier)
-        {
-            Ok(caller)
-        } else {
-            self.shared.access.require(&caller, Role::Verifier)?;
-            Ok(caller)
-        }
-    }
-
-    async fn run<T, F>(&self, call: F) -> Result<T, BusError>
+    /// Runs `work` on the token service's blocking pool, with the caller's audit name.
+    async fn run<T, F>(&self, call: &Call<'_>, work: F) -> Result<T, BusError>
     where
         T: Send + 'static,
-        F: FnOnce(&TokenService) -> Result<T, TokenError> + Send + 'static,
+        F: FnOnce(&TokenService, &str) -> Result<T, TokenError> + Send + 'static,
     {
-        self.service.blocking(call).await.map_err(token_error)
+        let who = call.audit_name();
+        self.service
+            .blocking(move |svc| work(svc, &who))
+            .await
+            .map_err(token_error)
+    }
+
+    /// The `(accepted, reason)` answer of a check run by [`Tokens::run`]; an unknown serial or
+    /// challenge is `NotFound`.
+    async fn judge<F>(&self, call: &Call<'_>, check: F) -> Result<(bool, String), BusError>
+    where
+        F: FnOnce(&TokenService, &str) -> Result<Verdict, TokenError> + Send + 'static,
+    {
+        verdict(self.run(call, check).await?)
+    }
+
+    /// A verifier's check of the `answer` (a code or response) to what `name` names (a serial
+    /// or a challenge id): `check(service, who, name, answer)` after both length checks.
+    async fn check_answer(
+        &self,
+        (conn, header): (&Connection, &Header<'_>),
+        (name_arg, name): (&str, &str),
+        (answer_arg, answer): (&str, &str),
+        check: fn(&TokenService, &str, &str, &str) -> Result<Verdict, TokenError>,
+    ) -> Result<(bool, String), BusError> {
+        let call = self.enter(conn, header, Allowed::VERIFIER).await?;
+        check_lens(&[
+            (name_arg, name, MAX_NAME_LEN),
+            (answer_arg, answer, MAX_CODE_LEN),
+        ])?;
+        let (name, answer) = (name.to_owned(), answer.to_owned());
+        self.judge(&call, move |svc, who| check(svc, who, &name, &answer))
+            .await
+    }
+
+    /// A call that names one token or user: `op(service, who, name)` on the blocking pool,
+    /// after the length check of `name`.
+    async fn by_name<T>(
+        &self,
+        (conn, header): (&Connection, &Header<'_>),
+        allowed: Allowed,
+        (what, name): (&str, &str),
+        op: fn(&TokenService, &str, &str) -> Result<T, TokenError>,
+    ) -> Result<T, BusError>
+    where
+        T: Send + 'static,
+    {
+        let call = self.enter(conn, header, allowed).await?;
+        check_len(what, name, MAX_NAME_LEN)?;
+        let name = name.to_owned();
+        self.run(&call, move |svc, who| op(svc, who, &name)).await
     }
 }
 
@@ -294,30 +323,30 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, String, String), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, Some(Role::Admin)).await?;
+        let call = self.enter(conn, &header, Allowed::ADMIN).await?;
         self.shared.check_size("spec_json", spec_json)?;
         let spec: CreateSpec = serde_json::from_str(spec_json)
             .map_err(|e| BusError::InvalidArgs(format!("spec_json: {e}")))?;
         let request = new_request(&spec, None)?;
-        let soft_pin = spec.software.as_ref().map(|s| Secret::new(s.pin.clone()));
-        let soft_owner = spec
-            .software
-            .as_ref()
-            .map(|s| s.owner_uid.unwrap_or(caller.uid));
-        if let Some(pin) = &soft_pin {
+        let uid = call.caller.uid;
+        let soft = spec.software.map(|s| {
+            let owner = s.owner_uid.unwrap_or(uid);
+            (Secret::new(s.pin), owner)
+        });
+        if let Some((pin, _)) = &soft {
             self.soft.check_pin_format(pin.expose_secret())?;
         }
-        let who = audit_name(&caller);
-        let created = self.run(move |svc| svc.create_token(&who, request)).await?;
-        tracing::info!(serial = %created.info.serial, kind = %created.info.kind, uid = caller.uid, "token created");
-        if let (Some(pin), Some(owner)) = (soft_pin, soft_owner) {
-            let result = self.soft.create(owner, &created, pin).await;
-            if let Err(e) = result {
+        let created = self
+            .run(&call, move |svc, who| svc.create_token(who, request))
+            .await?;
+        tracing::info!(serial = %created.info.serial, kind = %created.info.kind, uid, "token created");
+        if let Some((pin, owner)) = soft {
+            if let Err(e) = self.soft.create(owner, &created, pin).await {
                 // Do not leave a verifier token behind whose only holder failed.
-                let who = audit_name(&caller);
                 let serial = created.info.serial.clone();
-                let _ = self.run(move |svc| svc.delete_token(&who, &serial)).await;
+                let _ = self
+                    .run(&call, move |svc, who| svc.delete_token(who, &serial))
+                    .await;
                 return Err(e);
             }
             return Ok((created.info.serial.clone(), String::new(), String::new()));
@@ -342,38 +371,33 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<String>, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, Some(Role::Admin)).await?;
+        let call = self.enter(conn, &header, Allowed::ADMIN).await?;
         self.shared.check_size("pskc_xml", pskc_xml)?;
         let key = parse_key(key_json)?;
         let decryption = match (&key.key_hex, &key.password) {
-            (Some(hex), _) => crate::otp::pskc::PskcDecryption::PreSharedKey(Secret::new(
-                data_encoding::HEXLOWER_PERMISSIVE
-                    .decode(hex.as_bytes())
-                    .map_err(|_| BusError::InvalidArgs("key_hex is not hex".into()))?,
-            )),
-            (None, Some(password)) => {
-                crate::otp::pskc::PskcDecryption::Password(Secret::new(password.clone()))
-            }
-            (None, None) => crate::otp::pskc::PskcDecryption::None,
+            (Some(hex), _) => PskcDecryption::PreSharedKey(key_bytes(hex)?),
+            (None, Some(password)) => PskcDecryption::Password(Secret::new(password.clone())),
+            (None, None) => PskcDecryption::None,
         };
-        let file = crate::otp::pskc::parse(pskc_xml, &decryption)
-            .map_err(|e| BusError::InvalidArgs(format!("PSKC: {e}")))?;
-        let options = crate::otp::pskc::ImportOptions {
+        let invalid = |e: crate::otp::OtpError| BusError::InvalidArgs(format!("PSKC: {e}"));
+        let file = pskc::parse(pskc_xml, &decryption).map_err(invalid)?;
+        let options = pskc::ImportOptions {
             allow_short_secrets: key.allow_short_secrets.unwrap_or(false),
             ..Default::default()
         };
-        let imported = crate::otp::pskc::import_policy(&file, &options)
-            .map_err(|e| BusError::InvalidArgs(format!("PSKC: {e}")))?;
+        let imported = pskc::import_policy(&file, &options).map_err(invalid)?;
         let mut requests = Vec::with_capacity(imported.len());
         for token in imported {
             requests.push(pskc_request(token, key.user.clone())?);
         }
-        let who = audit_name(&caller);
         let created = self
-            .run(move |svc| svc.create_tokens(&who, requests))
+            .run(&call, move |svc, who| svc.create_tokens(who, requests))
             .await?;
-        tracing::info!(count = created.len(), uid = caller.uid, "PSKC imported");
+        tracing::info!(
+            count = created.len(),
+            uid = call.caller.uid,
+            "PSKC imported"
+        );
         Ok(created.into_iter().map(|c| c.info.serial).collect())
     }
 
@@ -387,37 +411,32 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, Some(Role::Admin)).await?;
+        let call = self.enter(conn, &header, Allowed::ADMIN).await?;
         if serials.is_empty() || serials.len() > 10_000 {
             return Err(BusError::InvalidArgs("export 1 to 10000 serials".into()));
         }
         let key = parse_key(key_json)?;
         let protection = match (&key.key_hex, &key.password) {
-            (Some(hex), _) => crate::otp::pskc::PskcProtection::PreSharedKey {
-                key: Secret::new(
-                    data_encoding::HEXLOWER_PERMISSIVE
-                        .decode(hex.as_bytes())
-                        .map_err(|_| BusError::InvalidArgs("key_hex is not hex".into()))?,
-                ),
+            (Some(hex), _) => PskcProtection::PreSharedKey {
+                key: key_bytes(hex)?,
                 key_name: "keygate-export".into(),
             },
-            (None, Some(password)) if password.len() >= 8 => {
-                crate::otp::pskc::PskcProtection::Password {
-                    password: Secret::new(password.clone()),
-                    iterations: 100_000,
-                    key_name: "keygate-export".into(),
-                }
-            }
+            (None, Some(password)) if password.len() >= 8 => PskcProtection::Password {
+                password: Secret::new(password.clone()),
+                iterations: 100_000,
+                key_name: "keygate-export".into(),
+            },
             _ => {
                 return Err(BusError::InvalidArgs(
                     "an export is encrypted: give key_hex or a password of 8+ characters".into(),
                 ));
             }
         };
-        tracing::info!(count = serials.len(), uid = caller.uid, "PSKC export");
-        self.run(move |svc| super::pskc_export::export(svc, &serials, &protection))
-            .await
+        tracing::info!(count = serials.len(), uid = call.caller.uid, "PSKC export");
+        self.run(&call, move |svc, _| {
+            super::pskc_export::export(svc, &serials, &protection)
+        })
+        .await
     }
 
     /// Tokens of `user` ("" = all) as a JSON array (admin or verifier). Never seeds.
@@ -428,12 +447,11 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        self.admin_or_verifier(conn, &header).await?;
-        check_len("user", user, 256)?;
+        let call = self.enter(conn, &header, Allowed::AdminOrVerifier).await?;
+        check_len("user", user, MAX_NAME_LEN)?;
         let owner = (!user.is_empty()).then(|| user.to_owned());
         let list = self
-            .run(move |svc| svc.list_tokens(owner.as_deref()))
+            .run(&call, move |svc, _| svc.list_tokens(owner.as_deref()))
             .await?;
         Ok(serde_json::Value::Array(list.iter().map(info_json).collect()).to_string())
     }
@@ -448,15 +466,11 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(bool, String), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, Some(Role::Verifier)).await?;
-        check_len("serial", serial, 256)?;
-        check_len("code", code, MAX_CODE_LEN)?;
-        let (who, serial, code) = (audit_name(&caller), serial.to_owned(), code.to_owned());
-        verdict(
-            self.run(move |svc| svc.verify_code(&who, Target::Serial(&serial), &code))
-                .await?,
-        )
+        let (bus, name) = ((conn, &header), ("serial", serial));
+        self.check_answer(bus, name, ("code", code), |svc, who, serial, code| {
+            svc.verify_code(who, Target::Serial(serial), code)
+        })
+        .await
     }
 
     /// Issues a single-use OCRA challenge (verifier): (challenge id, question).
@@ -467,12 +481,9 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, String), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, Some(Role::Verifier)).await?;
-        check_len("serial", serial, 256)?;
-        let (who, serial) = (audit_name(&caller), serial.to_owned());
+        let (bus, name) = ((conn, &header), ("serial", serial));
         let challenge = self
-            .run(move |svc| svc.issue_challenge(&who, &serial))
+            .by_name(bus, Allowed::VERIFIER, name, TokenService::issue_challenge)
             .await?;
         Ok((challenge.id, challenge.question))
     }
@@ -487,19 +498,10 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(bool, String), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, Some(Role::Verifier)).await?;
-        check_len("challenge_id", challenge_id, 256)?;
-        check_len("response", response, MAX_CODE_LEN)?;
-        let (who, id, response) = (
-            audit_name(&caller),
-            challenge_id.to_owned(),
-            response.to_owned(),
-        );
-        verdict(
-            self.run(move |svc| svc.verify_response(&who, &id, &response))
-                .await?,
-        )
+        let (bus, id) = ((conn, &header), ("challenge_id", challenge_id));
+        let answer = ("response", response);
+        self.check_answer(bus, id, answer, TokenService::verify_response)
+            .await
     }
 
     /// Issues a single-use transaction-signature challenge over (name, value) fields
@@ -512,13 +514,14 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(String, String), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, Some(Role::Verifier)).await?;
-        check_len("serial", serial, 256)?;
+        let call = self.enter(conn, &header, Allowed::VERIFIER).await?;
+        check_len("serial", serial, MAX_NAME_LEN)?;
         let fields = owned_fields(&fields)?;
-        let (who, serial) = (audit_name(&caller), serial.to_owned());
+        let serial = serial.to_owned();
         let challenge = self
-            .run(move |svc| svc.issue_signature_challenge(&who, &serial, fields))
+            .run(&call, move |svc, who| {
+                svc.issue_signature_challenge(who, &serial, fields)
+            })
             .await?;
         Ok((challenge.id, challenge.question))
     }
@@ -533,20 +536,17 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(bool, String), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, Some(Role::Verifier)).await?;
-        check_len("challenge_id", challenge_id, 256)?;
-        check_len("signature", signature, MAX_CODE_LEN)?;
+        let call = self.enter(conn, &header, Allowed::VERIFIER).await?;
+        check_lens(&[
+            ("challenge_id", challenge_id, MAX_NAME_LEN),
+            ("signature", signature, MAX_CODE_LEN),
+        ])?;
         let fields = owned_fields(&fields)?;
-        let (who, id, signature) = (
-            audit_name(&caller),
-            challenge_id.to_owned(),
-            signature.to_owned(),
-        );
-        verdict(
-            self.run(move |svc| svc.verify_signature(&who, &id, &fields, &signature))
-                .await?,
-        )
+        let (id, signature) = (challenge_id.to_owned(), signature.to_owned());
+        self.judge(&call, move |svc, who| {
+            svc.verify_signature(who, &id, &fields, &signature)
+        })
+        .await
     }
 
     /// Resynchronises a HOTP/TOTP token with two consecutive codes (admin).
@@ -559,21 +559,17 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(bool, String), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, Some(Role::Admin)).await?;
-        check_len("serial", serial, 256)?;
-        check_len("code1", code1, MAX_CODE_LEN)?;
-        check_len("code2", code2, MAX_CODE_LEN)?;
-        let (who, serial, code1, code2) = (
-            audit_name(&caller),
-            serial.to_owned(),
-            code1.to_owned(),
-            code2.to_owned(),
-        );
-        verdict(
-            self.run(move |svc| svc.resync(&who, &serial, &code1, &code2))
-                .await?,
-        )
+        let call = self.enter(conn, &header, Allowed::ADMIN).await?;
+        check_lens(&[
+            ("serial", serial, MAX_NAME_LEN),
+            ("code1", code1, MAX_CODE_LEN),
+            ("code2", code2, MAX_CODE_LEN),
+        ])?;
+        let (serial, code1, code2) = (serial.to_owned(), code1.to_owned(), code2.to_owned());
+        self.judge(&call, move |svc, who| {
+            svc.resync(who, &serial, &code1, &code2)
+        })
+        .await
     }
 
     /// Unlocks a token locked by failures (admin).
@@ -583,15 +579,11 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, Some(Role::Admin)).await?;
-        check_len("serial", serial, 256)?;
-        let (who, s) = (audit_name(&caller), serial.to_owned());
-        if self.run(move |svc| svc.unlock_token(&who, &s)).await? {
-            Ok(())
-        } else {
-            Err(BusError::NotFound(format!("no token {serial}")))
-        }
+        let (bus, name) = ((conn, &header), ("serial", serial));
+        let unlocked = self
+            .by_name(bus, Allowed::ADMIN, name, TokenService::unlock_token)
+            .await?;
+        found(unlocked, &format!("token {serial}"))
     }
 
     /// Unlocks a user locked by failures (admin).
@@ -601,15 +593,11 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, Some(Role::Admin)).await?;
-        check_len("user", user, 256)?;
-        let (who, u) = (audit_name(&caller), user.to_owned());
-        if self.run(move |svc| svc.unlock_user(&who, &u)).await? {
-            Ok(())
-        } else {
-            Err(BusError::NotFound(format!("no user {user}")))
-        }
+        let (bus, name) = ((conn, &header), ("user", user));
+        let unlocked = self
+            .by_name(bus, Allowed::ADMIN, name, TokenService::unlock_user)
+            .await?;
+        found(unlocked, &format!("user {user}"))
     }
 
     /// Deletes a token (admin); its software token, if any, goes with it.
@@ -619,16 +607,14 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, Some(Role::Admin)).await?;
-        check_len("serial", serial, 256)?;
-        let (who, s) = (audit_name(&caller), serial.to_owned());
-        if self.run(move |svc| svc.delete_token(&who, &s)).await? {
+        let (bus, name) = ((conn, &header), ("serial", serial));
+        let deleted = self
+            .by_name(bus, Allowed::ADMIN, name, TokenService::delete_token)
+            .await?;
+        if deleted {
             self.soft.remove_serial(serial).await;
-            Ok(())
-        } else {
-            Err(BusError::NotFound(format!("no token {serial}")))
         }
+        found(deleted, &format!("token {serial}"))
     }
 
     /// PANIC (admin or verifier): revokes every factor of `user` (tokens and WebAuthn
@@ -640,14 +626,15 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(u64, u64), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.admin_or_verifier(conn, &header).await?;
-        check_len("user", user, 256)?;
-        let (who, u) = (audit_name(&caller), user.to_owned());
-        let summary = self.run(move |svc| svc.revoke_user(&who, &u)).await?;
+        let call = self.enter(conn, &header, Allowed::AdminOrVerifier).await?;
+        check_len("user", user, MAX_NAME_LEN)?;
+        let u = user.to_owned();
+        let summary = self
+            .run(&call, move |svc, who| svc.revoke_user(who, &u))
+            .await?;
         tracing::warn!(
             user,
-            uid = caller.uid,
+            uid = call.caller.uid,
             tokens = summary.tokens,
             "PANIC: user revoked"
         );
@@ -661,9 +648,8 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, None).await?;
-        Ok(self.soft.list(caller.uid).await?.to_string())
+        let call = self.enter(conn, &header, Allowed::Anyone).await?;
+        Ok(self.soft.list(call.caller.uid).await?.to_string())
     }
 
     /// The current code of one of the caller's software tokens, unlocked by its PIN.
@@ -675,12 +661,10 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, None).await?;
-        check_len("serial", serial, 256)?;
-        check_len("pin", pin, 64)?;
+        let call = self.enter(conn, &header, Allowed::Anyone).await?;
+        check_lens(&[("serial", serial, MAX_NAME_LEN), ("pin", pin, MAX_PIN_LEN)])?;
         self.soft
-            .code(caller.uid, serial, Secret::new(pin.to_owned()))
+            .code(call.caller.uid, serial, Secret::new(pin.to_owned()))
             .await
     }
 
@@ -694,13 +678,15 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, None).await?;
-        check_len("serial", serial, 256)?;
-        check_len("pin", pin, 64)?;
-        check_len("question", question, 256)?;
+        let call = self.enter(conn, &header, Allowed::Anyone).await?;
+        check_lens(&[
+            ("serial", serial, MAX_NAME_LEN),
+            ("pin", pin, MAX_PIN_LEN),
+            ("question", question, MAX_NAME_LEN),
+        ])?;
+        let pin = Secret::new(pin.to_owned());
         self.soft
-            .respond(caller.uid, serial, Secret::new(pin.to_owned()), question)
+            .respond(call.caller.uid, serial, pin, question)
             .await
     }
 
@@ -714,14 +700,11 @@ impl Tokens {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.caller(conn, &header, None).await?;
-        check_len("serial", serial, 256)?;
-        check_len("pin", pin, 64)?;
+        let call = self.enter(conn, &header, Allowed::Anyone).await?;
+        check_lens(&[("serial", serial, MAX_NAME_LEN), ("pin", pin, MAX_PIN_LEN)])?;
         let fields = owned_fields(&fields)?;
-        self.soft
-            .sign(caller.uid, serial, Secret::new(pin.to_owned()), fields)
-            .await
+        let pin = Secret::new(pin.to_owned());
+        self.soft.sign(call.caller.uid, serial, pin, fields).await
     }
 }
 
@@ -734,7 +717,7 @@ fn parse_key(key_json: &str) -> Result<KeySpec, BusError> {
 }
 
 fn pskc_request(
-    token: crate::otp::pskc::PskcToken,
+    token: pskc::PskcToken,
     default_owner: Option<String>,
 ) -> Result<NewTokenRequest, BusError> {
     use crate::otp::token::TokenKind as OtpKind;

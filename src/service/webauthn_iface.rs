@@ -18,6 +18,7 @@ use zbus::message::Header;
 use zbus::{Connection, interface};
 
 use super::Shared;
+use super::call::{Allowed, Call};
 use super::devices::DeviceHandle;
 use super::error::BusError;
 use super::names::{ROOT_PATH, WEBAUTHN_IFACE};
@@ -72,25 +73,49 @@ struct BusInteraction {
     pending: Arc<Pending>,
 }
 
+/// Where a request keeps the sender of one kind of answer.
+type Slot<T> = fn(&mut Waiters) -> &mut Option<oneshot::Sender<Option<T>>>;
+
 impl BusInteraction {
-    async fn signal(&self, kind: &str, detail: serde_json::Value) {
-        let body = (self.request_id.as_str(), kind, detail.to_string());
-        if let Err(e) = self
-            .conn
-            .emit_signal(
-                Some(self.destination.as_str()),
-                ROOT_PATH,
-                WEBAUTHN_IFACE,
-                "Interaction",
-                &body,
-            )
-            .await
-        {
-            tracing::debug!(error = %e, kind, "interaction signal not delivered");
+    /// The `Interaction` signal to the calling connection only; it owns what it sends, so it
+    /// can also be spawned from a synchronous callback.
+    fn signal(
+        &self,
+        kind: &'static str,
+        detail: serde_json::Value,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let conn = self.conn.clone();
+        let destination = self.destination.clone();
+        let body = (self.request_id.clone(), kind, detail.to_string());
+        async move {
+            if let Err(e) = conn
+                .emit_signal(
+                    Some(destination.as_str()),
+                    ROOT_PATH,
+                    WEBAUTHN_IFACE,
+                    "Interaction",
+                    &body,
+                )
+                .await
+            {
+                tracing::debug!(error = %e, kind, "interaction signal not delivered");
+            }
         }
     }
 
-    async fn wait<T>(&self, receiver: oneshot::Receiver<Option<T>>) -> Option<T> {
+    /// Asks the caller (signal `kind` with `detail`) and waits for the answer that `slot`
+    /// receives, or for the request to be cancelled.
+    async fn ask<T>(
+        &self,
+        slot: Slot<T>,
+        kind: &'static str,
+        detail: serde_json::Value,
+    ) -> Option<T> {
+        let (sender, receiver) = oneshot::channel();
+        if let Ok(mut waiters) = self.pending.waiters.lock() {
+            *slot(&mut waiters) = Some(sender);
+        }
+        self.signal(kind, detail).await;
         tokio::select! {
             answer = receiver => answer.ok().flatten(),
             () = self.pending.cancel.cancelled() => None,
@@ -100,88 +125,75 @@ impl BusInteraction {
 
 impl Interaction for BusInteraction {
     fn touch_needed(&self, authenticator: &str) {
-        let conn = self.conn.clone();
-        let destination = self.destination.clone();
-        let body = (
-            self.request_id.clone(),
-            "touch".to_owned(),
-            serde_json::json!({ "authenticator": authenticator, "message": "Touch your security key" })
-                .to_string(),
-        );
-        tokio::spawn(async move {
-            let _ = conn
-                .emit_signal(
-                    Some(destination.as_str()),
-                    ROOT_PATH,
-                    WEBAUTHN_IFACE,
-                    "Interaction",
-                    &body,
-                )
-                .await;
-        });
+        tokio::spawn(self.signal(
+            "touch",
+            serde_json::json!({ "authenticator": authenticator, "message": "Touch your security key" }),
+        ));
     }
 
     fn pin_needed<'a>(&'a self, request: PinRequest) -> BoxFuture<'a, Option<Secret<String>>> {
-        Box::pin(async move {
-            let (sender, receiver) = oneshot::channel();
-            if let Ok(mut waiters) = self.pending.waiters.lock() {
-                waiters.pin = Some(sender);
-            }
-            self.signal(
-                "pin",
-                serde_json::json!({
-                    "authenticator": request.authenticator,
-                    "retries": request.retries,
-                    "previous_attempt_failed": request.previous_attempt_failed,
-                }),
-            )
-            .await;
-            self.wait(receiver).await
-        })
+        let detail = serde_json::json!({
+            "authenticator": request.authenticator,
+            "retries": request.retries,
+            "previous_attempt_failed": request.previous_attempt_failed,
+        });
+        Box::pin(self.ask(|w| &mut w.pin, "pin", detail))
     }
 
     fn choose_authenticator<'a>(&'a self, labels: &'a [String]) -> BoxFuture<'a, Option<usize>> {
-        Box::pin(async move {
-            let (sender, receiver) = oneshot::channel();
-            if let Ok(mut waiters) = self.pending.waiters.lock() {
-                waiters.choice = Some(sender);
-            }
-            self.signal(
-                "choose-authenticator",
-                serde_json::json!({ "authenticators": labels }),
-            )
-            .await;
-            self.wait(receiver).await
-        })
+        let detail = serde_json::json!({ "authenticators": labels });
+        Box::pin(self.ask(|w| &mut w.choice, "choose-authenticator", detail))
     }
 
     fn choose_credential<'a>(
         &'a self,
         choices: &'a [CredentialChoice],
     ) -> BoxFuture<'a, Option<usize>> {
-        Box::pin(async move {
-            let (sender, receiver) = oneshot::channel();
-            if let Ok(mut waiters) = self.pending.waiters.lock() {
-                waiters.choice = Some(sender);
-            }
-            let list: Vec<serde_json::Value> = choices
-                .iter()
-                .map(|c| {
-                    serde_json::json!({
-                        "credential_id": c.credential_id,
-                        "user_name": c.user_name,
-                        "display_name": c.display_name,
-                    })
+        let list: Vec<serde_json::Value> = choices
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "credential_id": c.credential_id,
+                    "user_name": c.user_name,
+                    "display_name": c.display_name,
                 })
-                .collect();
-            self.signal(
-                "choose-credential",
-                serde_json::json!({ "credentials": list }),
-            )
-            .await;
-            self.wait(receiver).await
-        })
+            })
+            .collect();
+        let detail = serde_json::json!({ "credentials": list });
+        Box::pin(self.ask(|w| &mut w.choice, "choose-credential", detail))
     }
+}
+
+/// Hands `value` to the answer a request waits for in `slot`; `InvalidStateError` when it is
+/// not waiting for `what`.
+fn answer<T>(
+    pending: &Pending,
+    slot: Slot<T>,
+    value: Option<T>,
+    what: &str,
+) -> Result<(), BusError> {
+    let sender = pending
+        .waiters
+        .lock()
+        .ok()
+        .and_then(|mut waiters| slot(&mut waiters).take());
+    match sender {
+        Some(sender) => {
+            let _ = sender.send(value);
+            Ok(())
+        }
+        None => Err(BusError::InvalidStateError(format!(
+            "the request is not waiting for {what}"
+        ))),
+    }
+}
+
+/// A finished ceremony as the JSON `PublicKeyCredential.toJSON()` gives.
+fn response_json<T: serde::Serialize>(
+    result: Result<T, WebAuthnError>,
+) -> Result<String, BusError> {
+    let response = result.map_err(dom_error)?;
+    serde_json::to_string(&response).map_err(|e| BusError::EncodingError(e.to_string()))
 }
 
 /// The WebAuthn interface.
@@ -235,28 +247,35 @@ impl WebAuthn {
             .as_ref()
     }
 
-    fn pending_for(&self, caller: &str, request_id: &str) -> Result<Arc<Pending>, BusError> {
+    /// One of the caller's running requests (not behind the gate: a request can still be
+    /// answered or cancelled while the daemon stops).
+    async fn pending_for(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        request_id: &str,
+    ) -> Result<Arc<Pending>, BusError> {
+        let caller = self.shared.access.caller(conn, header).await?;
         self.pending
             .lock()
             .ok()
             .and_then(|map| {
-                map.get(&(caller.to_owned(), request_id.to_owned()))
+                map.get(&(caller.unique_name.clone(), request_id.to_owned()))
                     .cloned()
             })
             .ok_or_else(|| BusError::NotFound(format!("no pending request {request_id:?}")))
     }
 
+    /// Runs one ceremony for the caller: `(request_id, origin, options_json)` as the methods
+    /// received them.
     async fn run(
         &self,
         ceremony: Ceremony,
-        request_id: &str,
-        origin: &str,
-        options_json: &str,
-        header: &Header<'_>,
-        conn: &Connection,
+        (request_id, origin, options_json): (&str, &str, &str),
+        (conn, header): (&Connection, &Header<'_>),
     ) -> Result<String, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, header).await?;
+        let call = Call::enter(&self.shared, conn, header, Allowed::Anyone).await?;
+        let caller = &call.caller;
         let Some(client) = self.client() else {
             return Err(BusError::NotAvailable(
                 "the WebAuthn client needs the Public Suffix List (Debian package publicsuffix)"
@@ -309,7 +328,7 @@ impl WebAuthn {
         };
 
         // The devices this caller may use that are not busy with another request.
-        let handles: Vec<Arc<DeviceHandle>> = self.shared.devices.usable_by(&caller);
+        let handles: Vec<Arc<DeviceHandle>> = self.shared.devices.usable_by(caller);
         let mut guards = Vec::with_capacity(handles.len());
         for handle in &handles {
             if let Ok(guard) = handle.device.try_lock() {
@@ -330,33 +349,18 @@ impl WebAuthn {
                 Ceremony::Get => "get",
             }
         );
+        let (authenticators, cancel) = (&mut authenticators, &pending.cancel);
         let result = match ceremony {
-            Ceremony::Create => client
-                .make_credential(
-                    origin,
-                    options_json,
-                    &mut authenticators,
-                    &interaction,
-                    &pending.cancel,
-                )
-                .await
-                .map_err(dom_error)
-                .and_then(|r| {
-                    serde_json::to_string(&r).map_err(|e| BusError::EncodingError(e.to_string()))
-                }),
-            Ceremony::Get => client
-                .get_assertion(
-                    origin,
-                    options_json,
-                    &mut authenticators,
-                    &interaction,
-                    &pending.cancel,
-                )
-                .await
-                .map_err(dom_error)
-                .and_then(|r| {
-                    serde_json::to_string(&r).map_err(|e| BusError::EncodingError(e.to_string()))
-                }),
+            Ceremony::Create => response_json(
+                client
+                    .make_credential(origin, options_json, authenticators, &interaction, cancel)
+                    .await,
+            ),
+            Ceremony::Get => response_json(
+                client
+                    .get_assertion(origin, options_json, authenticators, &interaction, cancel)
+                    .await,
+            ),
         };
         if let Err(e) = &result {
             tracing::info!(uid = caller.uid, error = ?e, "WebAuthn request failed");
@@ -380,15 +384,8 @@ impl WebAuthn {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        self.run(
-            Ceremony::Create,
-            request_id,
-            origin,
-            options_json,
-            &header,
-            conn,
-        )
-        .await
+        let request = (request_id, origin, options_json);
+        self.run(Ceremony::Create, request, (conn, &header)).await
     }
 
     /// `navigator.credentials.get({publicKey})` for `origin` with
@@ -402,15 +399,8 @@ impl WebAuthn {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        self.run(
-            Ceremony::Get,
-            request_id,
-            origin,
-            options_json,
-            &header,
-            conn,
-        )
-        .await
+        let request = (request_id, origin, options_json);
+        self.run(Ceremony::Get, request, (conn, &header)).await
     }
 
     /// Answers a `pin` interaction of one of the caller's running requests.
@@ -421,21 +411,12 @@ impl WebAuthn {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let pending = self.pending_for(&caller.unique_name, request_id)?;
+        let pending = self.pending_for(conn, &header, request_id).await?;
         if pin.len() > 63 {
             return Err(BusError::InvalidArgs("a PIN is at most 63 bytes".into()));
         }
-        let sender = pending.waiters.lock().ok().and_then(|mut w| w.pin.take());
-        match sender {
-            Some(sender) => {
-                let _ = sender.send(Some(Secret::new(pin.to_owned())));
-                Ok(())
-            }
-            None => Err(BusError::InvalidStateError(
-                "the request is not waiting for a PIN".into(),
-            )),
-        }
+        let pin = Some(Secret::new(pin.to_owned()));
+        answer(&pending, |w| &mut w.pin, pin, "a PIN")
     }
 
     /// Answers a `choose-authenticator` or `choose-credential` interaction (index into the
@@ -447,22 +428,9 @@ impl WebAuthn {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let pending = self.pending_for(&caller.unique_name, request_id)?;
-        let sender = pending
-            .waiters
-            .lock()
-            .ok()
-            .and_then(|mut w| w.choice.take());
-        match sender {
-            Some(sender) => {
-                let _ = sender.send(usize::try_from(index).ok());
-                Ok(())
-            }
-            None => Err(BusError::InvalidStateError(
-                "the request is not waiting for a choice".into(),
-            )),
-        }
+        let pending = self.pending_for(conn, &header, request_id).await?;
+        let index = usize::try_from(index).ok();
+        answer(&pending, |w| &mut w.choice, index, "a choice")
     }
 
     /// Cancels one of the caller's running requests (it ends with `AbortError`).
@@ -472,8 +440,7 @@ impl WebAuthn {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let pending = self.pending_for(&caller.unique_name, request_id)?;
+        let pending = self.pending_for(conn, &header, request_id).await?;
         pending.cancel.cancel();
         Ok(())
     }

@@ -34,6 +34,7 @@ use super::psl::PublicSuffixList;
 use crate::ctap2::commands::{
     Command, client_pin, get_assertion, get_info, get_next_assertion, large_blobs, make_credential,
 };
+use crate::ctap2::credential_list::{self, Plan, Preflight};
 use crate::ctap2::extensions::{
     CredProtect, GetAssertionExtensions, HmacSecretOutput, MakeCredentialExtensions,
 };
@@ -44,7 +45,7 @@ use crate::ctap2::{
     StatusCode,
 };
 use crate::ctaphid::KeepaliveStatus;
-use crate::device::{Device, DeviceError};
+use crate::device::{Device, DeviceError, PreflightProbe, drive_preflight};
 use crate::hid::{BoxFuture, ReportPipe};
 use crate::secret::Secret;
 
@@ -104,6 +105,12 @@ enum CallError {
     Ctap(Ctap2Error),
     TimedOut,
     Aborted,
+}
+
+impl From<Ctap2Error> for CallError {
+    fn from(err: Ctap2Error) -> Self {
+        Self::Ctap(err)
+    }
 }
 
 impl CallError {
@@ -282,6 +289,51 @@ impl<'a> Session<'a> {
         self.info.option("uv") || self.info.option("clientPin")
     }
 
+    /// The credential list to send (`ctap2::credential_list`): IDs longer than the key's
+    /// maxCredentialIdLength dropped, and a list longer than its maxCredentialCountInList
+    /// reduced to the one credential a silent pre-flight finds (or to none).
+    async fn fit_list(
+        &mut self,
+        rp_id: &str,
+        hash: &[u8],
+        list: &[PublicKeyCredentialDescriptor],
+        token: Option<&Token>,
+    ) -> Result<Vec<PublicKeyCredentialDescriptor>, WebAuthnError> {
+        match credential_list::plan(&self.info, list) {
+            Plan::Direct(usable) => Ok(usable),
+            Plan::Preflight(preflight) => Ok(self
+                .preflight(preflight, rp_id, hash, token)
+                .await?
+                .into_iter()
+                .collect()),
+        }
+    }
+
+    /// Drives a silent (`up = false`) pre-flight to the credential the key holds, verified
+    /// with the token when there is one (credProtect may hide credentials otherwise).
+    async fn preflight(
+        &mut self,
+        preflight: Preflight,
+        rp_id: &str,
+        hash: &[u8],
+        token: Option<&Token>,
+    ) -> Result<Option<PublicKeyCredentialDescriptor>, WebAuthnError> {
+        let probe = PreflightProbe {
+            rp_id,
+            client_data_hash: hash,
+            pin_uv_auth: token.map(|token| pin_auth(token, hash)),
+        };
+        drive_preflight(
+            self,
+            |session, request| Box::pin(async move { session.call(&request).await }),
+            CallError::status,
+            preflight,
+            probe,
+        )
+        .await
+        .map_err(|err| err.into_dom("pre-flight authenticatorGetAssertion"))
+    }
+
     /// Obtains a pinUvAuthToken with `permissions` (§6.5.5.7): built-in UV when offered,
     /// else the PIN from the interaction, asking again after a wrong PIN.
     async fn pin_uv_auth_token(
@@ -360,6 +412,18 @@ impl<'a> Session<'a> {
             "{MAX_PIN_ATTEMPTS} wrong PINs"
         )))
     }
+}
+
+/// A pinUvAuthToken with the PIN/UV session it was obtained in.
+type Token = (PlatformSession, Secret<Vec<u8>>);
+
+/// (pinUvAuthParam = authenticate(token, `message`), pinUvAuthProtocol) (CTAP 2.1 §6.5.5.7).
+fn pin_auth((pin_session, token): &Token, message: &[u8]) -> (Vec<u8>, u64) {
+    let protocol = pin_session.shared.protocol();
+    (
+        protocol.authenticate(token.expose_secret(), message),
+        protocol.version(),
+    )
 }
 
 fn clamp_timeout(timeout_ms: Option<u64>) -> Duration {
@@ -536,11 +600,17 @@ impl WebAuthnClient {
             UserVerificationRequirement::Preferred => session.uv_capable(),
             UserVerificationRequirement::Discouraged => false,
         };
-        let mut token: Option<(PlatformSession, Secret<Vec<u8>>)> = None;
+        // The silent pre-flight over a long excludeList is a GetAssertion: the token needs `ga`.
+        let permissions = if options.exclude_credentials.is_empty() {
+            Permissions::MAKE_CREDENTIAL
+        } else {
+            Permissions::MAKE_CREDENTIAL | Permissions::GET_ASSERTION
+        };
+        let mut token: Option<Token> = None;
         if want_uv && session.uses_tokens() {
             token = Some(
                 session
-                    .pin_uv_auth_token(Permissions::MAKE_CREDENTIAL, Some(rp_id.clone()))
+                    .pin_uv_auth_token(permissions, Some(rp_id.clone()))
                     .await?,
             );
         }
@@ -549,6 +619,9 @@ impl WebAuthnClient {
             .iter()
             .map(|d| descriptor(&d.id, &d.transports))
             .collect();
+        let exclude_list = session
+            .fit_list(&rp_id, &hash, &exclude_list, token.as_ref())
+            .await?;
         let mut request = make_credential::Request {
             client_data_hash: hash.to_vec(),
             rp: PublicKeyCredentialRpEntity {
@@ -574,11 +647,10 @@ impl WebAuthnClient {
                 flags.insert("rk".to_owned(), true);
             }
             match &token {
-                Some((pin_session, token)) => {
-                    let protocol = pin_session.shared.protocol();
-                    request.pin_uv_auth_param =
-                        Some(protocol.authenticate(token.expose_secret(), &hash));
-                    request.pin_uv_auth_protocol = Some(protocol.version());
+                Some(token) => {
+                    let (param, protocol) = pin_auth(token, &hash);
+                    request.pin_uv_auth_param = Some(param);
+                    request.pin_uv_auth_protocol = Some(protocol);
                 }
                 None if want_uv => {
                     flags.insert("uv".to_owned(), true);
@@ -596,7 +668,7 @@ impl WebAuthnClient {
                     // The key insists on UV for this credential (no makeCredUvNotRqd).
                     token = Some(
                         session
-                            .pin_uv_auth_token(Permissions::MAKE_CREDENTIAL, Some(rp_id.clone()))
+                            .pin_uv_auth_token(permissions, Some(rp_id.clone()))
                             .await?,
                     );
                 }
@@ -724,7 +796,7 @@ impl WebAuthnClient {
         if write_blob {
             permissions = permissions | Permissions::LARGE_BLOB_WRITE;
         }
-        let mut token: Option<(PlatformSession, Secret<Vec<u8>>)> = None;
+        let mut token: Option<Token> = None;
         if (want_uv || (write_blob && session.uv_capable())) && session.uses_tokens() {
             token = Some(
                 session
@@ -732,9 +804,20 @@ impl WebAuthnClient {
                     .await?,
             );
         }
+        // A long allowList is narrowed to the credential this key holds (or to a dummy one, so
+        // the key still waits for a touch before NO_CREDENTIALS).
+        if !allow.is_empty() {
+            let fitted = session
+                .fit_list(&rp_id, &hash, &allow, token.as_ref())
+                .await?;
+            allow = if fitted.is_empty() {
+                credential_list::no_match_allow_list()
+            } else {
+                fitted
+            };
+        }
         // prf.evalByCredential: with one allowed credential its inputs apply; with several,
-        // find the one this key holds by a silent (up=false) pre-flight (§10.1.4), verified
-        // with the token when there is one (credProtect may hide credentials otherwise).
+        // find the one this key holds by one silent pre-flight over them all (§10.1.4).
         let mut prf_inputs: Option<PrfValues> = ext.prf_eval.clone();
         if !ext.prf_eval_by_credential.is_empty() && support.has("hmac-secret") {
             let inputs_of = |id: &[u8]| {
@@ -743,31 +826,17 @@ impl WebAuthnClient {
                     .find(|(candidate, _)| candidate.as_slice() == id)
                     .map(|(_, values)| values.clone())
             };
+            if allow.len() > 1 {
+                let preflight = Preflight::new(allow.clone(), allow.len());
+                if let Some(found) = session
+                    .preflight(preflight, &rp_id, &hash, token.as_ref())
+                    .await?
+                {
+                    allow = vec![found];
+                }
+            }
             if let [only] = allow.as_slice() {
                 prf_inputs = inputs_of(&only.id).or(prf_inputs);
-            } else {
-                for candidate in allow.clone() {
-                    let mut probe = get_assertion::Request {
-                        rp_id: rp_id.clone(),
-                        client_data_hash: hash.to_vec(),
-                        allow_list: Some(vec![candidate.clone()]),
-                        extensions: None,
-                        options: Some(BTreeMap::from([("up".to_owned(), false)])),
-                        pin_uv_auth_param: None,
-                        pin_uv_auth_protocol: None,
-                    };
-                    if let Some((pin_session, token)) = &token {
-                        let protocol = pin_session.shared.protocol();
-                        probe.pin_uv_auth_param =
-                            Some(protocol.authenticate(token.expose_secret(), &hash));
-                        probe.pin_uv_auth_protocol = Some(protocol.version());
-                    }
-                    if session.call(&probe).await.is_ok() {
-                        prf_inputs = inputs_of(&candidate.id).or(prf_inputs);
-                        allow = vec![candidate];
-                        break;
-                    }
-                }
             }
         }
         // hmac-secret needs a key agreement; reuse the PIN session's when there is one.
@@ -803,11 +872,10 @@ impl WebAuthnClient {
             pin_uv_auth_protocol: None,
         };
         match &token {
-            Some((pin_session, token)) => {
-                let protocol = pin_session.shared.protocol();
-                request.pin_uv_auth_param =
-                    Some(protocol.authenticate(token.expose_secret(), &hash));
-                request.pin_uv_auth_protocol = Some(protocol.version());
+            Some(token) => {
+                let (param, protocol) = pin_auth(token, &hash);
+                request.pin_uv_auth_param = Some(param);
+                request.pin_uv_auth_protocol = Some(protocol);
             }
             None if want_uv => {
                 request.options = Some(BTreeMap::from([("uv".to_owned(), true)]));

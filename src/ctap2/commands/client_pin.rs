@@ -186,39 +186,23 @@ impl Request {
     /// Decodes the parameters (after the command byte) and checks the members the
     /// subcommand requires.
     pub fn decode(params: &[u8]) -> Result<Self, StatusCode> {
-        let request = Self::from_map(MapReader::from_bytes(params, "clientPIN")?)?;
+        let request = Self::from_map(MapReader::from_request(params, "clientPIN")?)?;
         request.check_required()?;
         Ok(request)
     }
 
     fn from_map(mut map: MapReader) -> Result<Self, DecodeError> {
         Ok(Self {
-            pin_uv_auth_protocol: map
-                .opt(0x01)
-                .map(|v| cbor::into_u64(v, "pinUvAuthProtocol"))
-                .transpose()?,
-            sub_command: SubCommand(cbor::into_uint(map.req(0x02, "subCommand")?, "subCommand")?),
+            pin_uv_auth_protocol: map.opt_as(0x01, "pinUvAuthProtocol", cbor::into_u64)?,
+            sub_command: SubCommand(map.req_as(0x02, "subCommand", cbor::into_uint)?),
             key_agreement: map.opt(0x03).map(CoseKey::from_value).transpose()?,
-            pin_uv_auth_param: map
-                .opt(0x04)
-                .map(|v| cbor::into_bytes(v, "pinUvAuthParam"))
-                .transpose()?,
-            new_pin_enc: map
-                .opt(0x05)
-                .map(|v| cbor::into_bytes(v, "newPinEnc"))
-                .transpose()?,
-            pin_hash_enc: map
-                .opt(0x06)
-                .map(|v| cbor::into_bytes(v, "pinHashEnc"))
-                .transpose()?,
+            pin_uv_auth_param: map.opt_as(0x04, "pinUvAuthParam", cbor::into_bytes)?,
+            new_pin_enc: map.opt_as(0x05, "newPinEnc", cbor::into_bytes)?,
+            pin_hash_enc: map.opt_as(0x06, "pinHashEnc", cbor::into_bytes)?,
             permissions: map
-                .opt(0x09)
-                .map(|v| cbor::into_uint::<u8>(v, "permissions").map(Permissions))
-                .transpose()?,
-            rp_id: map
-                .opt(0x0A)
-                .map(|v| cbor::into_text(v, "rpId"))
-                .transpose()?,
+                .opt_as(0x09, "permissions", cbor::into_uint::<u8>)?
+                .map(Permissions),
+            rp_id: map.opt_as(0x0A, "rpId", cbor::into_text)?,
         })
     }
 
@@ -294,22 +278,10 @@ impl Response {
         let mut map = MapReader::from_bytes(body, "clientPIN response")?;
         Ok(Self {
             key_agreement: map.opt(0x01).map(CoseKey::from_value).transpose()?,
-            pin_uv_auth_token: map
-                .opt(0x02)
-                .map(|v| cbor::into_bytes(v, "pinUvAuthToken"))
-                .transpose()?,
-            pin_retries: map
-                .opt(0x03)
-                .map(|v| cbor::into_u64(v, "pinRetries"))
-                .transpose()?,
-            power_cycle_state: map
-                .opt(0x04)
-                .map(|v| cbor::into_bool(v, "powerCycleState"))
-                .transpose()?,
-            uv_retries: map
-                .opt(0x05)
-                .map(|v| cbor::into_u64(v, "uvRetries"))
-                .transpose()?,
+            pin_uv_auth_token: map.opt_as(0x02, "pinUvAuthToken", cbor::into_bytes)?,
+            pin_retries: map.opt_as(0x03, "pinRetries", cbor::into_u64)?,
+            power_cycle_state: map.opt_as(0x04, "powerCycleState", cbor::into_bool)?,
+            uv_retries: map.opt_as(0x05, "uvRetries", cbor::into_u64)?,
         })
     }
 }

@@ -67,18 +67,9 @@ impl SubCommandParams {
         }
         let mut map = MapReader::new(value, "subCommandParams")?;
         Ok(Self::SetMinPinLength(SetMinPinLengthParams {
-            new_min_pin_length: map
-                .opt(0x01)
-                .map(|v| cbor::into_u64(v, "newMinPINLength"))
-                .transpose()?,
-            min_pin_length_rp_ids: map
-                .opt(0x02)
-                .map(|v| cbor::into_text_vec(v, "minPinLengthRPIDs"))
-                .transpose()?,
-            force_change_pin: map
-                .opt(0x03)
-                .map(|v| cbor::into_bool(v, "forceChangePin"))
-                .transpose()?,
+            new_min_pin_length: map.opt_as(0x01, "newMinPINLength", cbor::into_u64)?,
+            min_pin_length_rp_ids: map.opt_as(0x02, "minPinLengthRPIDs", cbor::into_text_vec)?,
+            force_change_pin: map.opt_as(0x03, "forceChangePin", cbor::into_bool)?,
         }))
     }
 }
@@ -109,28 +100,25 @@ impl Request {
 
     /// The message pinUvAuthParam authenticates: 32 × 0xFF || 0x0D || subCommand || subCommandParams.
     pub fn auth_message(&self) -> Vec<u8> {
-        let mut message = vec![0xFF; 32];
-        message.push(super::CMD_CONFIG);
-        message.push(self.sub_command.0);
-        if let Some(params) = &self.sub_command_params {
-            cbor::write(&params.to_value(), &mut message);
-        }
-        message
+        let mut prefix = [0xFF; 33];
+        prefix[32] = super::CMD_CONFIG;
+        let params = self
+            .sub_command_params
+            .as_ref()
+            .map(SubCommandParams::to_value);
+        super::subcommand_auth_message(&prefix, self.sub_command.0, params.as_ref())
     }
 
     /// The parameter map.
     pub fn to_value(&self) -> Value {
-        MapBuilder::new()
-            .put(0x01, self.sub_command.0)
-            .opt(
-                0x02,
-                self.sub_command_params
-                    .as_ref()
-                    .map(SubCommandParams::to_value),
-            )
-            .opt(0x03, self.pin_uv_auth_protocol)
-            .opt(0x04, self.pin_uv_auth_param.as_deref().map(cbor::bytes))
-            .build()
+        super::subcommand_map(
+            self.sub_command.0,
+            self.sub_command_params
+                .as_ref()
+                .map(SubCommandParams::to_value),
+            self.pin_uv_auth_protocol,
+            self.pin_uv_auth_param.as_deref(),
+        )
     }
 
     /// Command byte + canonical CBOR.
@@ -140,22 +128,16 @@ impl Request {
 
     /// Decodes the parameters (after the command byte).
     pub fn decode(params: &[u8]) -> Result<Self, StatusCode> {
-        let mut map = MapReader::from_bytes(params, "authenticatorConfig")?;
-        let sub_command = SubCommand(cbor::into_uint(map.req(0x01, "subCommand")?, "subCommand")?);
+        let mut map = MapReader::from_request(params, "authenticatorConfig")?;
+        let sub_command = SubCommand(map.req_as(0x01, "subCommand", cbor::into_uint)?);
         Ok(Self {
             sub_command,
             sub_command_params: map
                 .opt(0x02)
                 .map(|v| SubCommandParams::from_value(sub_command, v))
                 .transpose()?,
-            pin_uv_auth_protocol: map
-                .opt(0x03)
-                .map(|v| cbor::into_u64(v, "pinUvAuthProtocol"))
-                .transpose()?,
-            pin_uv_auth_param: map
-                .opt(0x04)
-                .map(|v| cbor::into_bytes(v, "pinUvAuthParam"))
-                .transpose()?,
+            pin_uv_auth_protocol: map.opt_as(0x03, "pinUvAuthProtocol", cbor::into_u64)?,
+            pin_uv_auth_param: map.opt_as(0x04, "pinUvAuthParam", cbor::into_bytes)?,
         })
     }
 }
@@ -177,3 +159,5 @@ impl Response {
 }
 
 super::command!(Request, Response, super::CMD_CONFIG);
+
+super::pin_uv_authenticated!(Request);

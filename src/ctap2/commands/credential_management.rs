@@ -71,10 +71,7 @@ impl SubCommandParams {
     pub fn from_value(value: Value) -> Result<Self, DecodeError> {
         let mut map = MapReader::new(value, "subCommandParams")?;
         Ok(Self {
-            rp_id_hash: map
-                .opt(0x01)
-                .map(|v| cbor::into_array(v, "rpIDHash"))
-                .transpose()?,
+            rp_id_hash: map.opt_as(0x01, "rpIDHash", cbor::into_array)?,
             credential_id: map
                 .opt(0x02)
                 .map(PublicKeyCredentialDescriptor::from_value)
@@ -113,26 +110,23 @@ impl Request {
 
     /// The message that pinUvAuthParam authenticates: subCommand || canonical CBOR(subCommandParams).
     pub fn auth_message(&self) -> Vec<u8> {
-        let mut message = vec![self.sub_command.0];
-        if let Some(params) = &self.sub_command_params {
-            cbor::write(&params.to_value(), &mut message);
-        }
-        message
+        let params = self
+            .sub_command_params
+            .as_ref()
+            .map(SubCommandParams::to_value);
+        super::subcommand_auth_message(&[], self.sub_command.0, params.as_ref())
     }
 
     /// The parameter map.
     pub fn to_value(&self) -> Value {
-        MapBuilder::new()
-            .put(0x01, self.sub_command.0)
-            .opt(
-                0x02,
-                self.sub_command_params
-                    .as_ref()
-                    .map(SubCommandParams::to_value),
-            )
-            .opt(0x03, self.pin_uv_auth_protocol)
-            .opt(0x04, self.pin_uv_auth_param.as_deref().map(cbor::bytes))
-            .build()
+        super::subcommand_map(
+            self.sub_command.0,
+            self.sub_command_params
+                .as_ref()
+                .map(SubCommandParams::to_value),
+            self.pin_uv_auth_protocol,
+            self.pin_uv_auth_param.as_deref(),
+        )
     }
 
     /// Command byte 0x0A + canonical CBOR.
@@ -148,21 +142,15 @@ impl Request {
     /// Decodes the parameters (after the command byte, 0x0A or 0x41). The subCommandParams
     /// members that a subcommand needs are checked (0x14 when missing).
     pub fn decode(params: &[u8]) -> Result<Self, StatusCode> {
-        let mut map = MapReader::from_bytes(params, "credentialManagement")?;
+        let mut map = MapReader::from_request(params, "credentialManagement")?;
         let request = Self {
-            sub_command: SubCommand(cbor::into_uint(map.req(0x01, "subCommand")?, "subCommand")?),
+            sub_command: SubCommand(map.req_as(0x01, "subCommand", cbor::into_uint)?),
             sub_command_params: map
                 .opt(0x02)
                 .map(SubCommandParams::from_value)
                 .transpose()?,
-            pin_uv_auth_protocol: map
-                .opt(0x03)
-                .map(|v| cbor::into_u64(v, "pinUvAuthProtocol"))
-                .transpose()?,
-            pin_uv_auth_param: map
-                .opt(0x04)
-                .map(|v| cbor::into_bytes(v, "pinUvAuthParam"))
-                .transpose()?,
+            pin_uv_auth_protocol: map.opt_as(0x03, "pinUvAuthProtocol", cbor::into_u64)?,
+            pin_uv_auth_param: map.opt_as(0x04, "pinUvAuthParam", cbor::into_bytes)?,
         };
         let params = request.sub_command_params.as_ref();
         let ok = match request.sub_command {
@@ -255,25 +243,23 @@ impl Response {
             return Ok(Self::default());
         }
         let mut map = MapReader::from_bytes(body, "credentialManagement response")?;
-        let u = |v: Option<Value>, c: &'static str| v.map(|v| cbor::into_u64(v, c)).transpose();
         Ok(Self {
-            existing_resident_credentials_count: u(
-                map.opt(0x01),
+            existing_resident_credentials_count: map.opt_as(
+                0x01,
                 "existingResidentCredentialsCount",
+                cbor::into_u64,
             )?,
-            max_possible_remaining_resident_credentials_count: u(
-                map.opt(0x02),
+            max_possible_remaining_resident_credentials_count: map.opt_as(
+                0x02,
                 "maxPossibleRemainingResidentCredentialsCount",
+                cbor::into_u64,
             )?,
             rp: map
                 .opt(0x03)
                 .map(PublicKeyCredentialRpEntity::from_value)
                 .transpose()?,
-            rp_id_hash: map
-                .opt(0x04)
-                .map(|v| cbor::into_array(v, "rpIDHash"))
-                .transpose()?,
-            total_rps: u(map.opt(0x05), "totalRPs")?,
+            rp_id_hash: map.opt_as(0x04, "rpIDHash", cbor::into_array)?,
+            total_rps: map.opt_as(0x05, "totalRPs", cbor::into_u64)?,
             user: map
                 .opt(0x06)
                 .map(PublicKeyCredentialUserEntity::from_value)
@@ -283,17 +269,15 @@ impl Response {
                 .map(PublicKeyCredentialDescriptor::from_value)
                 .transpose()?,
             public_key: map.opt(0x08).map(CoseKey::from_value).transpose()?,
-            total_credentials: u(map.opt(0x09), "totalCredentials")?,
+            total_credentials: map.opt_as(0x09, "totalCredentials", cbor::into_u64)?,
             cred_protect: map
-                .opt(0x0A)
-                .map(|v| cbor::into_uint::<u8>(v, "credProtect").map(CredProtect))
-                .transpose()?,
-            large_blob_key: map
-                .opt(0x0B)
-                .map(|v| cbor::into_bytes(v, "largeBlobKey"))
-                .transpose()?,
+                .opt_as(0x0A, "credProtect", cbor::into_uint::<u8>)?
+                .map(CredProtect),
+            large_blob_key: map.opt_as(0x0B, "largeBlobKey", cbor::into_bytes)?,
         })
     }
 }
 
 super::command!(Request, Response, super::CMD_CREDENTIAL_MANAGEMENT);
+
+super::pin_uv_authenticated!(Request);

@@ -34,9 +34,7 @@ pub struct Request {
 impl Request {
     /// `options[name]`, if present.
     pub fn option(&self, name: &str) -> Option<bool> {
-        self.options
-            .as_ref()
-            .and_then(|options| options.get(name).copied())
+        cbor::flag(self.options.as_ref(), name)
     }
 
     /// The parameter map.
@@ -69,7 +67,7 @@ impl Request {
 
     /// Decodes the parameters (after the command byte).
     pub fn decode(params: &[u8]) -> Result<Self, StatusCode> {
-        Ok(Self::from_map(MapReader::from_bytes(
+        Ok(Self::from_map(MapReader::from_request(
             params,
             "getAssertion",
         )?)?)
@@ -77,8 +75,8 @@ impl Request {
 
     fn from_map(mut map: MapReader) -> Result<Self, DecodeError> {
         Ok(Self {
-            rp_id: cbor::into_text(map.req(0x01, "rpId")?, "rpId")?,
-            client_data_hash: cbor::into_bytes(map.req(0x02, "clientDataHash")?, "clientDataHash")?,
+            rp_id: map.req_as(0x01, "rpId", cbor::into_text)?,
+            client_data_hash: map.req_as(0x02, "clientDataHash", cbor::into_bytes)?,
             allow_list: map
                 .opt(0x03)
                 .map(|v| PublicKeyCredentialDescriptor::list_from_value(v, "allowList"))
@@ -87,18 +85,9 @@ impl Request {
                 .opt(0x04)
                 .map(GetAssertionExtensions::from_value)
                 .transpose()?,
-            options: map
-                .opt(0x05)
-                .map(|v| cbor::into_bool_map(v, "options"))
-                .transpose()?,
-            pin_uv_auth_param: map
-                .opt(0x06)
-                .map(|v| cbor::into_bytes(v, "pinUvAuthParam"))
-                .transpose()?,
-            pin_uv_auth_protocol: map
-                .opt(0x07)
-                .map(|v| cbor::into_u64(v, "pinUvAuthProtocol"))
-                .transpose()?,
+            options: map.opt_as(0x05, "options", cbor::into_bool_map)?,
+            pin_uv_auth_param: map.opt_as(0x06, "pinUvAuthParam", cbor::into_bytes)?,
+            pin_uv_auth_protocol: map.opt_as(0x07, "pinUvAuthProtocol", cbor::into_u64)?,
         })
     }
 }
@@ -164,24 +153,15 @@ impl Response {
                 .opt(0x01)
                 .map(PublicKeyCredentialDescriptor::from_value)
                 .transpose()?,
-            auth_data: cbor::into_bytes(map.req(0x02, "authData")?, "authData")?,
-            signature: cbor::into_bytes(map.req(0x03, "signature")?, "signature")?,
+            auth_data: map.req_as(0x02, "authData", cbor::into_bytes)?,
+            signature: map.req_as(0x03, "signature", cbor::into_bytes)?,
             user: map
                 .opt(0x04)
                 .map(PublicKeyCredentialUserEntity::from_value)
                 .transpose()?,
-            number_of_credentials: map
-                .opt(0x05)
-                .map(|v| cbor::into_u64(v, "numberOfCredentials"))
-                .transpose()?,
-            user_selected: map
-                .opt(0x06)
-                .map(|v| cbor::into_bool(v, "userSelected"))
-                .transpose()?,
-            large_blob_key: map
-                .opt(0x07)
-                .map(|v| cbor::into_bytes(v, "largeBlobKey"))
-                .transpose()?,
+            number_of_credentials: map.opt_as(0x05, "numberOfCredentials", cbor::into_u64)?,
+            user_selected: map.opt_as(0x06, "userSelected", cbor::into_bool)?,
+            large_blob_key: map.opt_as(0x07, "largeBlobKey", cbor::into_bytes)?,
         })
     }
 }

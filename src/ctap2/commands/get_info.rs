@@ -91,9 +91,7 @@ impl Response {
 
     /// `options[name]`, if present.
     pub fn option_value(&self, name: &str) -> Option<bool> {
-        self.options
-            .as_ref()
-            .and_then(|options| options.get(name).copied())
+        cbor::flag(self.options.as_ref(), name)
     }
 
     /// The CBOR map.
@@ -156,44 +154,47 @@ impl Response {
     }
 
     fn from_map(mut map: MapReader) -> Result<Self, DecodeError> {
-        let u = |v: Option<Value>, c: &'static str| v.map(|v| cbor::into_u64(v, c)).transpose();
         Ok(Self {
-            versions: cbor::into_text_vec(map.req(0x01, "versions")?, "versions")?,
-            extensions: map
-                .opt(0x02)
-                .map(|v| cbor::into_text_vec(v, "extensions"))
-                .transpose()?,
-            aaguid: cbor::into_array(map.req(0x03, "aaguid")?, "aaguid")?,
-            options: map
-                .opt(0x04)
-                .map(|v| cbor::into_bool_map(v, "options"))
-                .transpose()?,
-            max_msg_size: u(map.opt(0x05), "maxMsgSize")?,
+            versions: map.req_as(0x01, "versions", cbor::into_text_vec)?,
+            extensions: map.opt_as(0x02, "extensions", cbor::into_text_vec)?,
+            aaguid: map.req_as(0x03, "aaguid", cbor::into_array)?,
+            options: map.opt_as(0x04, "options", cbor::into_bool_map)?,
+            max_msg_size: map.opt_as(0x05, "maxMsgSize", cbor::into_u64)?,
             pin_uv_auth_protocols: map
                 .opt(0x06)
                 .map(|v| into_uint_vec(v, "pinUvAuthProtocols"))
                 .transpose()?,
-            max_credential_count_in_list: u(map.opt(0x07), "maxCredentialCountInList")?,
-            max_credential_id_length: u(map.opt(0x08), "maxCredentialIdLength")?,
-            transports: map
-                .opt(0x09)
-                .map(|v| cbor::into_text_vec(v, "transports"))
-                .transpose()?,
+            max_credential_count_in_list: map.opt_as(
+                0x07,
+                "maxCredentialCountInList",
+                cbor::into_u64,
+            )?,
+            max_credential_id_length: map.opt_as(0x08, "maxCredentialIdLength", cbor::into_u64)?,
+            transports: map.opt_as(0x09, "transports", cbor::into_text_vec)?,
             algorithms: map
                 .opt(0x0A)
                 .map(|v| PublicKeyCredentialParameters::list_from_value(v, "algorithms"))
                 .transpose()?,
-            max_serialized_large_blob_array: u(map.opt(0x0B), "maxSerializedLargeBlobArray")?,
-            force_pin_change: map
-                .opt(0x0C)
-                .map(|v| cbor::into_bool(v, "forcePINChange"))
-                .transpose()?,
-            min_pin_length: u(map.opt(0x0D), "minPINLength")?,
-            firmware_version: u(map.opt(0x0E), "firmwareVersion")?,
-            max_cred_blob_length: u(map.opt(0x0F), "maxCredBlobLength")?,
-            max_rp_ids_for_set_min_pin_length: u(map.opt(0x10), "maxRPIDsForSetMinPINLength")?,
-            preferred_platform_uv_attempts: u(map.opt(0x11), "preferredPlatformUvAttempts")?,
-            uv_modality: u(map.opt(0x12), "uvModality")?,
+            max_serialized_large_blob_array: map.opt_as(
+                0x0B,
+                "maxSerializedLargeBlobArray",
+                cbor::into_u64,
+            )?,
+            force_pin_change: map.opt_as(0x0C, "forcePINChange", cbor::into_bool)?,
+            min_pin_length: map.opt_as(0x0D, "minPINLength", cbor::into_u64)?,
+            firmware_version: map.opt_as(0x0E, "firmwareVersion", cbor::into_u64)?,
+            max_cred_blob_length: map.opt_as(0x0F, "maxCredBlobLength", cbor::into_u64)?,
+            max_rp_ids_for_set_min_pin_length: map.opt_as(
+                0x10,
+                "maxRPIDsForSetMinPINLength",
+                cbor::into_u64,
+            )?,
+            preferred_platform_uv_attempts: map.opt_as(
+                0x11,
+                "preferredPlatformUvAttempts",
+                cbor::into_u64,
+            )?,
+            uv_modality: map.opt_as(0x12, "uvModality", cbor::into_u64)?,
             certifications: map
                 .opt(0x13)
                 .map(|v| {
@@ -209,9 +210,10 @@ impl Response {
                         .collect::<Result<BTreeMap<_, _>, DecodeError>>()
                 })
                 .transpose()?,
-            remaining_discoverable_credentials: u(
-                map.opt(0x14),
+            remaining_discoverable_credentials: map.opt_as(
+                0x14,
                 "remainingDiscoverableCredentials",
+                cbor::into_u64,
             )?,
             vendor_prototype_config_commands: map
                 .opt(0x15)

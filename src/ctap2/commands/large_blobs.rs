@@ -73,29 +73,14 @@ impl Request {
 
     /// Decodes the parameters (after the command byte).
     pub fn decode(params: &[u8]) -> Result<Self, StatusCode> {
-        let mut map = MapReader::from_bytes(params, "largeBlobs")?;
+        let mut map = MapReader::from_request(params, "largeBlobs")?;
         Ok(Self {
-            get: map
-                .opt(0x01)
-                .map(|v| cbor::into_u64(v, "get"))
-                .transpose()?,
-            set: map
-                .opt(0x02)
-                .map(|v| cbor::into_bytes(v, "set"))
-                .transpose()?,
-            offset: cbor::into_u64(map.req(0x03, "offset")?, "offset")?,
-            length: map
-                .opt(0x04)
-                .map(|v| cbor::into_u64(v, "length"))
-                .transpose()?,
-            pin_uv_auth_param: map
-                .opt(0x05)
-                .map(|v| cbor::into_bytes(v, "pinUvAuthParam"))
-                .transpose()?,
-            pin_uv_auth_protocol: map
-                .opt(0x06)
-                .map(|v| cbor::into_u64(v, "pinUvAuthProtocol"))
-                .transpose()?,
+            get: map.opt_as(0x01, "get", cbor::into_u64)?,
+            set: map.opt_as(0x02, "set", cbor::into_bytes)?,
+            offset: map.req_as(0x03, "offset", cbor::into_u64)?,
+            length: map.opt_as(0x04, "length", cbor::into_u64)?,
+            pin_uv_auth_param: map.opt_as(0x05, "pinUvAuthParam", cbor::into_bytes)?,
+            pin_uv_auth_protocol: map.opt_as(0x06, "pinUvAuthProtocol", cbor::into_u64)?,
         })
     }
 }
@@ -123,10 +108,7 @@ impl Response {
         }
         let mut map = MapReader::from_bytes(body, "largeBlobs response")?;
         Ok(Self {
-            config: map
-                .opt(0x01)
-                .map(|v| cbor::into_bytes(v, "config"))
-                .transpose()?,
+            config: map.opt_as(0x01, "config", cbor::into_bytes)?,
         })
     }
 }
@@ -255,9 +237,9 @@ impl LargeBlobEntry {
     pub fn from_value(value: Value) -> Result<Self, DecodeError> {
         let mut map = MapReader::new(value, "large-blob entry")?;
         Ok(Self {
-            ciphertext: cbor::into_bytes(map.req(0x01, "ciphertext")?, "ciphertext")?,
-            nonce: cbor::into_array(map.req(0x02, "nonce")?, "nonce")?,
-            orig_size: cbor::into_u64(map.req(0x03, "origSize")?, "origSize")?,
+            ciphertext: map.req_as(0x01, "ciphertext", cbor::into_bytes)?,
+            nonce: map.req_as(0x02, "nonce", cbor::into_array)?,
+            orig_size: map.req_as(0x03, "origSize", cbor::into_u64)?,
         })
     }
 }

@@ -43,9 +43,7 @@ pub struct Request {
 impl Request {
     /// `options[name]`, if present.
     pub fn option(&self, name: &str) -> Option<bool> {
-        self.options
-            .as_ref()
-            .and_then(|options| options.get(name).copied())
+        cbor::flag(self.options.as_ref(), name)
     }
 
     /// The parameter map.
@@ -84,7 +82,7 @@ impl Request {
 
     /// Decodes the parameters (after the command byte).
     pub fn decode(params: &[u8]) -> Result<Self, StatusCode> {
-        Ok(Self::from_map(MapReader::from_bytes(
+        Ok(Self::from_map(MapReader::from_request(
             params,
             "makeCredential",
         )?)?)
@@ -92,7 +90,7 @@ impl Request {
 
     fn from_map(mut map: MapReader) -> Result<Self, DecodeError> {
         Ok(Self {
-            client_data_hash: cbor::into_bytes(map.req(0x01, "clientDataHash")?, "clientDataHash")?,
+            client_data_hash: map.req_as(0x01, "clientDataHash", cbor::into_bytes)?,
             rp: PublicKeyCredentialRpEntity::from_value(map.req(0x02, "rp")?)?,
             user: PublicKeyCredentialUserEntity::from_value(map.req(0x03, "user")?)?,
             pub_key_cred_params: PublicKeyCredentialParameters::list_from_value(
@@ -107,22 +105,10 @@ impl Request {
                 .opt(0x06)
                 .map(MakeCredentialExtensions::from_value)
                 .transpose()?,
-            options: map
-                .opt(0x07)
-                .map(|v| cbor::into_bool_map(v, "options"))
-                .transpose()?,
-            pin_uv_auth_param: map
-                .opt(0x08)
-                .map(|v| cbor::into_bytes(v, "pinUvAuthParam"))
-                .transpose()?,
-            pin_uv_auth_protocol: map
-                .opt(0x09)
-                .map(|v| cbor::into_u64(v, "pinUvAuthProtocol"))
-                .transpose()?,
-            enterprise_attestation: map
-                .opt(0x0A)
-                .map(|v| cbor::into_u64(v, "enterpriseAttestation"))
-                .transpose()?,
+            options: map.opt_as(0x07, "options", cbor::into_bool_map)?,
+            pin_uv_auth_param: map.opt_as(0x08, "pinUvAuthParam", cbor::into_bytes)?,
+            pin_uv_auth_protocol: map.opt_as(0x09, "pinUvAuthProtocol", cbor::into_u64)?,
+            enterprise_attestation: map.opt_as(0x0A, "enterpriseAttestation", cbor::into_u64)?,
         })
     }
 }
@@ -171,18 +157,12 @@ impl Response {
     /// Decodes the CBOR map (no status byte).
     pub fn decode(body: &[u8]) -> Result<Self, Ctap2Error> {
         let mut map = MapReader::from_bytes(body, "makeCredential response")?;
-        let fmt = cbor::into_text(map.req(0x01, "fmt")?, "fmt")?;
+        let fmt = map.req_as(0x01, "fmt", cbor::into_text)?;
         Ok(Self {
-            auth_data: cbor::into_bytes(map.req(0x02, "authData")?, "authData")?,
+            auth_data: map.req_as(0x02, "authData", cbor::into_bytes)?,
             att_stmt: AttestationStatement::from_value(&fmt, map.req(0x03, "attStmt")?)?,
-            ep_att: map
-                .opt(0x04)
-                .map(|v| cbor::into_bool(v, "epAtt"))
-                .transpose()?,
-            large_blob_key: map
-                .opt(0x05)
-                .map(|v| cbor::into_bytes(v, "largeBlobKey"))
-                .transpose()?,
+            ep_att: map.opt_as(0x04, "epAtt", cbor::into_bool)?,
+            large_blob_key: map.opt_as(0x05, "largeBlobKey", cbor::into_bytes)?,
         })
     }
 }

@@ -69,6 +69,32 @@ pub trait Command: Sized {
     fn decode_response(body: &[u8]) -> Result<Self::Response, Ctap2Error>;
 }
 
+/// A request whose pinUvAuthParam authenticates a message built from its own parameters:
+/// authenticatorConfig (§6.11) and authenticatorCredentialManagement (§6.8).
+pub trait PinUvAuthenticated {
+    /// The message pinUvAuthParam authenticates.
+    fn auth_message(&self) -> Vec<u8>;
+    /// Sets pinUvAuthProtocol and pinUvAuthParam.
+    fn set_pin_uv_auth(&mut self, protocol: u64, param: Vec<u8>);
+}
+
+/// Implements [`PinUvAuthenticated`] for a request with an inherent `auth_message` and
+/// `pin_uv_auth_protocol` / `pin_uv_auth_param` fields.
+macro_rules! pin_uv_authenticated {
+    ($request:ty) => {
+        impl $crate::ctap2::commands::PinUvAuthenticated for $request {
+            fn auth_message(&self) -> Vec<u8> {
+                <$request>::auth_message(self)
+            }
+            fn set_pin_uv_auth(&mut self, protocol: u64, param: Vec<u8>) {
+                self.pin_uv_auth_protocol = Some(protocol);
+                self.pin_uv_auth_param = Some(param);
+            }
+        }
+    };
+}
+pub(crate) use pin_uv_authenticated;
+
 macro_rules! command {
     ($request:ty, $response:ty, $cmd:expr) => {
         impl $crate::ctap2::commands::Command for $request {
@@ -215,6 +241,39 @@ impl CtapRequest {
             Self::Config(request) => request.encode(),
         }
     }
+}
+
+/// The parameter map of authenticatorConfig (§6.11) and authenticatorCredentialManagement
+/// (§6.8): 0x01 subCommand, 0x02 subCommandParams, 0x03 pinUvAuthProtocol, 0x04 pinUvAuthParam.
+pub(crate) fn subcommand_map(
+    sub_command: u8,
+    params: Option<ciborium::Value>,
+    pin_uv_auth_protocol: Option<u64>,
+    pin_uv_auth_param: Option<&[u8]>,
+) -> ciborium::Value {
+    super::cbor::MapBuilder::new()
+        .put(0x01, sub_command)
+        .opt(0x02, params)
+        .opt(0x03, pin_uv_auth_protocol)
+        .opt(0x04, pin_uv_auth_param.map(super::cbor::bytes))
+        .build()
+}
+
+/// The message the pinUvAuthParam of those two commands authenticates:
+/// `prefix ‖ subCommand ‖ canonical CBOR(subCommandParams)` (subCommandParams only when present).
+/// The prefix is `32 × 0xFF ‖ 0x0D` for authenticatorConfig (§6.11) and empty for
+/// authenticatorCredentialManagement (§6.8).
+pub(crate) fn subcommand_auth_message(
+    prefix: &[u8],
+    sub_command: u8,
+    params: Option<&ciborium::Value>,
+) -> Vec<u8> {
+    let mut message = prefix.to_vec();
+    message.push(sub_command);
+    if let Some(params) = params {
+        super::cbor::write(params, &mut message);
+    }
+    message
 }
 
 /// Encodes a request parameter map after its command byte.

@@ -1,0 +1,674 @@
+//! The host driver's CTAP 2.1 extras against keygate's software key: long allowLists /
+//! excludeLists in batches of maxCredentialCountInList (also through the WebAuthn client),
+//! the typed authenticatorConfig and authenticatorLargeBlobs helpers, and those helpers
+//! against python-fido2's client-side `LargeBlobs` and `Config` (pinned 2.2.1, through
+//! tests/interop/ctap2_blobs_config.py over the key's SOCK_SEQPACKET socket; skipped unless
+//! `KEYGATE_PYTHON` is set, failing instead when `KEYGATE_REQUIRE_INTEROP=1`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use keygate::authenticator::{PresencePolicy, SharedSoftKey, SoftKey, SoftKeyOptions, serve};
+use keygate::ctap2::commands::config::SetMinPinLengthParams;
+use keygate::ctap2::commands::{get_assertion, make_credential};
+use keygate::ctap2::extensions::{CredProtect, MakeCredentialExtensions};
+use keygate::ctap2::pin_protocol::Permissions;
+use keygate::ctap2::{
+    AuthenticatorData, AuthenticatorDataFlags, Ctap2Error, PublicKeyCredentialDescriptor,
+    PublicKeyCredentialParameters, PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity,
+    StatusCode,
+};
+use keygate::device::{Device, DeviceError, DeviceOptions};
+use keygate::hid::socket::SeqpacketListener;
+use keygate::hid::{BoxFuture, HidError, PairEnd, ReportPipe, pair};
+use keygate::webauthn::psl::PublicSuffixList;
+use keygate::webauthn::{Authenticator, Scripted, WebAuthnClient, b64};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+const RP: &str = "example.com";
+
+/// A host end that can flip one byte of the next CTAPHID_CBOR reply's first packet.
+struct Tamper {
+    inner: PairEnd,
+    armed: Arc<AtomicBool>,
+}
+
+impl ReportPipe for Tamper {
+    fn send<'a>(&'a mut self, report: &'a [u8; 64]) -> BoxFuture<'a, Result<(), HidError>> {
+        self.inner.send(report)
+    }
+
+    fn recv(&mut self) -> BoxFuture<'_, Result<[u8; 64], HidError>> {
+        let armed = self.armed.clone();
+        let recv = self.inner.recv();
+        Box::pin(async move {
+            let mut report = recv.await?;
+            // Init packet (cid 4, cmd 0x90, length 2), status 0x00, then `A1 01 59 LL LL` and
+            // the array: byte 20 is inside the serialized array.
+            if report[4] == 0x90 && report[7] == 0x00 && armed.swap(false, Ordering::SeqCst) {
+                report[20] ^= 0x01;
+            }
+            Ok(report)
+        })
+    }
+}
+
+struct Key {
+    device: Device<Tamper>,
+    tamper: Arc<AtomicBool>,
+    shared: SharedSoftKey,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Key {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn soft_key(options: SoftKeyOptions) -> Key {
+    let shared = SharedSoftKey::new(SoftKey::new(options).unwrap(), PresencePolicy::AutoApprove);
+    let (host, device_end) = pair();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(serve(device_end, shared.clone(), shutdown.clone()));
+    let tamper = Arc::new(AtomicBool::new(false));
+    let host = Tamper {
+        inner: host,
+        armed: tamper.clone(),
+    };
+    let device = Device::open(host, DeviceOptions::default()).await.unwrap();
+    Key {
+        device,
+        tamper,
+        shared,
+        shutdown,
+    }
+}
+
+fn batches_of_two() -> SoftKeyOptions {
+    SoftKeyOptions {
+        max_credential_count_in_list: 2,
+        max_credential_id_length: 128,
+        ..SoftKeyOptions::default()
+    }
+}
+
+fn registration(exclude: Option<Vec<PublicKeyCredentialDescriptor>>) -> make_credential::Request {
+    make_credential::Request {
+        client_data_hash: vec![3; 32],
+        rp: PublicKeyCredentialRpEntity::new(RP),
+        user: PublicKeyCredentialUserEntity::new(b"user-1".to_vec()),
+        pub_key_cred_params: vec![PublicKeyCredentialParameters {
+            type_: "public-key".into(),
+            alg: -7,
+        }],
+        exclude_list: exclude,
+        ..Default::default()
+    }
+}
+
+fn assertion(allow: Vec<PublicKeyCredentialDescriptor>) -> get_assertion::Request {
+    get_assertion::Request {
+        rp_id: RP.into(),
+        client_data_hash: vec![4; 32],
+        allow_list: Some(allow),
+        ..Default::default()
+    }
+}
+
+/// Credential IDs the key never made (`seed` keeps lists apart).
+fn strangers(seed: u8, n: usize, len: usize) -> Vec<PublicKeyCredentialDescriptor> {
+    (0..n)
+        .map(|i| PublicKeyCredentialDescriptor::public_key(vec![seed ^ (i as u8); len]))
+        .collect()
+}
+
+async fn register(device: &mut Device<Tamper>) -> PublicKeyCredentialDescriptor {
+    let cancel = CancellationToken::new();
+    let made = device
+        .make_credential(&registration(None), &cancel, &mut |_| {})
+        .await
+        .unwrap();
+    let id = made
+        .auth_data()
+        .unwrap()
+        .attested_credential_data
+        .unwrap()
+        .credential_id;
+    PublicKeyCredentialDescriptor::public_key(id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_list_of_five_is_sent_in_batches_of_two() {
+    let mut key = soft_key(batches_of_two()).await;
+    let info = key.device.info().unwrap();
+    assert_eq!(info.max_credential_count_in_list, Some(2));
+    let ours = register(&mut key.device).await;
+    let cancel = CancellationToken::new();
+
+    // The matching credential is last: batches [s0 s1] [s2 s3] [ours].
+    let mut allow = strangers(0x40, 4, 64);
+    allow.push(ours.clone());
+    // Sent whole, the key refuses the list.
+    let raw = key
+        .device
+        .cbor_raw(&assertion(allow.clone()).encode(), &cancel, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(raw, [StatusCode::CTAP2_ERR_LIMIT_EXCEEDED.0]);
+    // The driver batches it, then asserts with presence.
+    let signed = key
+        .device
+        .get_assertion(&assertion(allow.clone()), &cancel, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(signed.credential.unwrap().id, ours.id);
+    let auth_data = AuthenticatorData::parse(&signed.auth_data).unwrap();
+    assert_ne!(auth_data.flags.0 & AuthenticatorDataFlags::UP, 0);
+    assert!(
+        key.shared
+            .with(|k| k.last_operation().user_present)
+            .unwrap()
+    );
+
+    // An ID above maxCredentialIdLength (128) is dropped instead of failing the request.
+    let mut with_long = strangers(0x50, 1, 200);
+    with_long.push(ours.clone());
+    let signed = key
+        .device
+        .get_assertion(&assertion(with_long), &cancel, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(signed.credential.unwrap().id, ours.id);
+
+    // python-fido2's `_filter_creds` behaviour: zero clientDataHash, batches, up = false.
+    let found = key
+        .device
+        .find_credential(RP, &allow, None, &cancel)
+        .await
+        .unwrap();
+    assert_eq!(found, Some(ours.clone()));
+    assert!(
+        !key.shared
+            .with(|k| k.last_operation().user_present)
+            .unwrap()
+    );
+    let none = key
+        .device
+        .find_credential(RP, &strangers(0x60, 5, 64), None, &cancel)
+        .await
+        .unwrap();
+    assert_eq!(none, None);
+
+    // No match in five: still a touch, then NO_CREDENTIALS (not an empty allowList, which
+    // would ask for discoverable credentials).
+    let err = key
+        .device
+        .get_assertion(&assertion(strangers(0x70, 5, 64)), &cancel, &mut |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::CTAP2_ERR_NO_CREDENTIALS));
+
+    // excludeList of five with our credential last: excluded after a touch.
+    let mut exclude = strangers(0x30, 4, 64);
+    exclude.push(ours);
+    let err = key
+        .device
+        .make_credential(&registration(Some(exclude)), &cancel, &mut |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.status(),
+        Some(StatusCode::CTAP2_ERR_CREDENTIAL_EXCLUDED)
+    );
+    // Five strangers: registered.
+    key.device
+        .make_credential(
+            &registration(Some(strangers(0x20, 5, 64))),
+            &cancel,
+            &mut |_| {},
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_with_a_pin_uv_auth_token_find_uv_only_credentials() {
+    let mut key = soft_key(SoftKeyOptions {
+        initial_pin: Some("1234".into()),
+        ..batches_of_two()
+    })
+    .await;
+    let cancel = CancellationToken::new();
+    // A credProtect=3 (userVerificationRequired) credential: invisible without UV.
+    let token = key
+        .device
+        .pin_uv_auth_token(
+            "1234",
+            Permissions::MAKE_CREDENTIAL | Permissions::GET_ASSERTION,
+            Some(RP),
+        )
+        .await
+        .unwrap();
+    let mut request = registration(None);
+    request.extensions = Some(MakeCredentialExtensions {
+        cred_protect: Some(CredProtect::USER_VERIFICATION_REQUIRED),
+        ..Default::default()
+    });
+    request.pin_uv_auth_param = Some(token.authenticate(&request.client_data_hash));
+    request.pin_uv_auth_protocol = Some(token.protocol().version());
+    let made = key
+        .device
+        .make_credential(&request, &cancel, &mut |_| {})
+        .await
+        .unwrap();
+    let id = made
+        .auth_data()
+        .unwrap()
+        .attested_credential_data
+        .unwrap()
+        .credential_id;
+    let ours = PublicKeyCredentialDescriptor::public_key(id);
+    let mut allow = strangers(0x40, 4, 64);
+    allow.push(ours.clone());
+
+    // Without UV the pre-flight cannot see it.
+    let err = key
+        .device
+        .get_assertion(&assertion(allow.clone()), &cancel, &mut |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::CTAP2_ERR_NO_CREDENTIALS));
+    assert_eq!(
+        key.device
+            .find_credential(RP, &allow, None, &cancel)
+            .await
+            .unwrap(),
+        None
+    );
+
+    // With the token: the silent pre-flights (up = false) reuse the request's pinUvAuthParam
+    // without consuming the token, and the real GetAssertion is user-verified.
+    let token = key
+        .device
+        .pin_uv_auth_token("1234", Permissions::GET_ASSERTION, Some(RP))
+        .await
+        .unwrap();
+    assert_eq!(
+        key.device
+            .find_credential(RP, &allow, Some(&token), &cancel)
+            .await
+            .unwrap(),
+        Some(ours.clone())
+    );
+    let mut request = assertion(allow.clone());
+    request.pin_uv_auth_param = Some(token.authenticate(&request.client_data_hash));
+    request.pin_uv_auth_protocol = Some(token.protocol().version());
+    let signed = key
+        .device
+        .get_assertion(&request, &cancel, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(signed.credential.unwrap().id, ours.id);
+    let flags = AuthenticatorData::parse(&signed.auth_data).unwrap().flags.0;
+    assert_ne!(flags & AuthenticatorDataFlags::UV, 0);
+    assert_ne!(flags & AuthenticatorDataFlags::UP, 0);
+
+    // excludeList of five, verified: the UV-only credential excludes.
+    let token = key
+        .device
+        .pin_uv_auth_token(
+            "1234",
+            Permissions::MAKE_CREDENTIAL | Permissions::GET_ASSERTION,
+            Some(RP),
+        )
+        .await
+        .unwrap();
+    let mut request = registration(Some(allow));
+    request.pin_uv_auth_param = Some(token.authenticate(&request.client_data_hash));
+    request.pin_uv_auth_protocol = Some(token.protocol().version());
+    let err = key
+        .device
+        .make_credential(&request, &cancel, &mut |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.status(),
+        Some(StatusCode::CTAP2_ERR_CREDENTIAL_EXCLUDED)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webauthn_client_batches_allow_and_exclude_credentials() {
+    let mut key = soft_key(batches_of_two()).await;
+    let client = WebAuthnClient::new(Arc::new(PublicSuffixList::parse("com\n")));
+    let interaction = Scripted::default();
+    let origin = "https://example.com";
+    let stranger_ids: Vec<String> = strangers(0x11, 4, 48)
+        .iter()
+        .map(|d| b64::encode(&d.id))
+        .collect();
+    let create = |exclude: &[String]| {
+        json!({
+            "rp": {"id": RP, "name": "Example"},
+            "user": {"id": b64::encode(b"user-2"), "name": "dora", "displayName": "Dora"},
+            "challenge": b64::encode(&[9; 32]),
+            "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+            "excludeCredentials": exclude.iter()
+                .map(|id| json!({"type": "public-key", "id": id})).collect::<Vec<_>>(),
+            "authenticatorSelection": {"residentKey": "discouraged", "userVerification": "discouraged"},
+        })
+        .to_string()
+    };
+    let mut authenticators: [&mut dyn Authenticator; 1] = [&mut key.device];
+    let cancel = CancellationToken::new();
+    let made = client
+        .make_credential(
+            origin,
+            &create(&stranger_ids),
+            &mut authenticators,
+            &interaction,
+            &cancel,
+        )
+        .await
+        .unwrap();
+    let mut listed = stranger_ids.clone();
+    listed.push(made.id.clone());
+
+    let get = json!({
+        "challenge": b64::encode(&[7; 32]),
+        "rpId": RP,
+        "allowCredentials": listed.iter()
+            .map(|id| json!({"type": "public-key", "id": id})).collect::<Vec<_>>(),
+        "userVerification": "discouraged",
+    })
+    .to_string();
+    let asserted = client
+        .get_assertion(origin, &get, &mut authenticators, &interaction, &cancel)
+        .await
+        .unwrap();
+    assert_eq!(asserted.id, made.id);
+
+    let err = client
+        .make_credential(
+            origin,
+            &create(&listed),
+            &mut authenticators,
+            &interaction,
+            &cancel,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.name(), "InvalidStateError");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_helpers_toggle_always_uv_and_set_min_pin_length() {
+    let mut key = soft_key(SoftKeyOptions {
+        initial_pin: Some("1234".into()),
+        ..SoftKeyOptions::default()
+    })
+    .await;
+    let device = &mut key.device;
+    assert!(device.supports_config());
+    // A PIN is set: unauthenticated config is refused.
+    let err = device.toggle_always_uv(None).await.unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::CTAP2_ERR_PUAT_REQUIRED));
+    // A token without acfg is refused too.
+    let ga = device
+        .pin_uv_auth_token("1234", Permissions::GET_ASSERTION, Some(RP))
+        .await
+        .unwrap();
+    let err = device.toggle_always_uv(Some(&ga)).await.unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::CTAP2_ERR_PIN_AUTH_INVALID));
+
+    let token = device
+        .pin_uv_auth_token("1234", Permissions::AUTHENTICATOR_CONFIGURATION, None)
+        .await
+        .unwrap();
+    assert!(device.toggle_always_uv(Some(&token)).await.unwrap());
+    assert!(!device.toggle_always_uv(Some(&token)).await.unwrap());
+    device
+        .set_min_pin_length(
+            Some(&token),
+            SetMinPinLengthParams {
+                new_min_pin_length: Some(6),
+                min_pin_length_rp_ids: Some(vec!["example.org".into()]),
+                force_change_pin: None,
+            },
+        )
+        .await
+        .unwrap();
+    let info = device.info().unwrap();
+    assert_eq!(info.min_pin_length, Some(6));
+    // The 4-digit PIN is now too short: the key forces a change.
+    assert_eq!(info.force_pin_change, Some(true));
+    // Lowering the minimum is a policy violation (§6.11.4).
+    let err = device
+        .set_min_pin_length(
+            Some(&token),
+            SetMinPinLengthParams {
+                new_min_pin_length: Some(5),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.status(),
+        Some(StatusCode::CTAP2_ERR_PIN_POLICY_VIOLATION)
+    );
+}
+
+/// Incompressible bytes (a SHA-256 chain), so the DEFLATEd entry stays as long.
+fn noise(len: usize, seed: u8) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::with_capacity(len + 32);
+    let mut block: [u8; 32] = Sha256::digest([seed]).into();
+    while out.len() < len {
+        out.extend_from_slice(&block);
+        block = Sha256::digest(block).into();
+    }
+    out.truncate(len);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_blob_helpers_fragment_and_check_the_trailer() {
+    let mut key = soft_key(SoftKeyOptions {
+        initial_pin: Some("1234".into()),
+        max_large_blob: 16 * 1024,
+        ..SoftKeyOptions::default()
+    })
+    .await;
+    let device = &mut key.device;
+    assert!(device.supports_large_blobs());
+    assert_eq!(device.large_blob_fragment_length(), 7609 - 64);
+    assert!(device.read_large_blob_array().await.unwrap().is_empty());
+
+    let first_key = [1u8; 32];
+    let second_key = [2u8; 32];
+    // 10 000 incompressible bytes: the array takes two fragments each way.
+    let big = noise(10_000, 1);
+    let err = device
+        .put_large_blob(&first_key, Some(&big), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::CTAP2_ERR_PUAT_REQUIRED));
+    let token = device
+        .pin_uv_auth_token("1234", Permissions::LARGE_BLOB_WRITE, None)
+        .await
+        .unwrap();
+    device
+        .put_large_blob(&first_key, Some(&big), Some(&token))
+        .await
+        .unwrap();
+    let raw = device.read_large_blob_array_raw().await.unwrap();
+    assert!(raw.len() as u64 > device.large_blob_fragment_length());
+    device
+        .put_large_blob(&second_key, Some(b"second"), Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(device.read_large_blob_array().await.unwrap().len(), 2);
+    let read = device.large_blob(&first_key).await.unwrap().unwrap();
+    assert_eq!(read.expose_secret(), &big);
+    let read = device.large_blob(&second_key).await.unwrap().unwrap();
+    assert_eq!(read.expose_secret(), b"second");
+    assert!(device.large_blob(&[3u8; 32]).await.unwrap().is_none());
+
+    // Deleting keeps the other entry.
+    device
+        .put_large_blob(&first_key, None, Some(&token))
+        .await
+        .unwrap();
+    assert!(device.large_blob(&first_key).await.unwrap().is_none());
+    assert_eq!(device.read_large_blob_array().await.unwrap().len(), 1);
+
+    // A flipped byte in transit: the trailer no longer matches.
+    key.tamper.store(true, Ordering::SeqCst);
+    let err = key.device.read_large_blob_array().await.unwrap_err();
+    assert!(
+        matches!(err, DeviceError::Ctap2(Ctap2Error::LargeBlob(_))),
+        "{err:?}"
+    );
+    assert_eq!(key.device.read_large_blob_array().await.unwrap().len(), 1);
+}
+
+// ---- python-fido2 ---------------------------------------------------------------------------
+
+/// The venv python with fido2 2.2.1, or None (after printing why) when the test must skip.
+fn python() -> Option<PathBuf> {
+    let required = std::env::var("KEYGATE_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
+    let skip = |why: &str| {
+        assert!(!required, "KEYGATE_REQUIRE_INTEROP=1 but {why}");
+        println!("skipped: {why}");
+        None
+    };
+    let Some(python) = std::env::var_os("KEYGATE_PYTHON").map(PathBuf::from) else {
+        return skip("python-fido2 not found (KEYGATE_PYTHON unset)");
+    };
+    let probe = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import importlib.metadata as m, fido2; assert m.version('fido2') == '2.2.1'",
+        ])
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => Some(python),
+        _ => skip("python-fido2 2.2.1 not found"),
+    }
+}
+
+/// Runs tests/interop/ctap2_blobs_config.py off the runtime; returns its stdout, trimmed.
+async fn fido2(python: &Path, socket: &Path, pin: &str, args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/ctap2_blobs_config.py");
+    let mut command = std::process::Command::new(python);
+    command.arg(script).arg(socket).arg(pin).args(args);
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "python-fido2 {args:?} failed: {stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Serves `key`'s software key also on a SOCK_SEQPACKET socket (for python-fido2), until the
+/// key's shutdown; returns the socket's temp dir (removed on drop) and path.
+fn listen(key: &Key) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("key.sock");
+    let listener = SeqpacketListener::bind(&socket).unwrap();
+    let (shared, shutdown) = (key.shared.clone(), key.shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(pipe) => { tokio::spawn(serve(pipe, shared.clone(), shutdown.clone())); }
+                    Err(_) => break,
+                },
+            }
+        }
+    });
+    (dir, socket)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_fido2_client_batches_against_our_limit() {
+    let Some(python) = python() else { return };
+    let mut key = soft_key(batches_of_two()).await;
+    let ours = register(&mut key.device).await;
+    let (_dir, socket) = listen(&key);
+    let got = fido2(&python, &socket, "", &["filter", &hex::encode(&ours.id)]).await;
+    assert_eq!(got, "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_blobs_and_config_interoperate_with_python_fido2() {
+    let Some(python) = python() else { return };
+    const PIN: &str = "12345678";
+    let mut key = soft_key(SoftKeyOptions {
+        initial_pin: Some(PIN.into()),
+        ..SoftKeyOptions::default()
+    })
+    .await;
+    let (_dir, socket) = listen(&key);
+    let device = &mut key.device;
+    let ours = [0x21u8; 32];
+    let theirs = [0x42u8; 32];
+
+    // Written by us, read by python-fido2, and the other way round.
+    let token = device
+        .pin_uv_auth_token(PIN, Permissions::LARGE_BLOB_WRITE, None)
+        .await
+        .unwrap();
+    device
+        .put_large_blob(&ours, Some(b"written by keygate"), Some(&token))
+        .await
+        .unwrap();
+    let got = fido2(&python, &socket, PIN, &["blob-get", &hex::encode(ours)]).await;
+    assert_eq!(got, hex::encode(b"written by keygate"));
+    let put = [
+        "blob-put",
+        &hex::encode(theirs),
+        &hex::encode(b"by python-fido2"),
+    ];
+    assert_eq!(fido2(&python, &socket, PIN, &put).await, "ok");
+    let read = device.large_blob(&theirs).await.unwrap().unwrap();
+    assert_eq!(read.expose_secret(), b"by python-fido2");
+    let read = device.large_blob(&ours).await.unwrap().unwrap();
+    assert_eq!(read.expose_secret(), b"written by keygate");
+    assert_eq!(fido2(&python, &socket, PIN, &["entries"]).await, "2");
+
+    // Config by us, seen by python-fido2; then by python-fido2, seen by us.
+    let token = device
+        .pin_uv_auth_token(PIN, Permissions::AUTHENTICATOR_CONFIGURATION, None)
+        .await
+        .unwrap();
+    device
+        .set_min_pin_length(
+            Some(&token),
+            SetMinPinLengthParams {
+                new_min_pin_length: Some(6),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        fido2(&python, &socket, PIN, &["info"]).await,
+        "6 False False"
+    );
+    assert_eq!(fido2(&python, &socket, PIN, &["config"]).await, "ok");
+    let info = device.refresh_info().await.unwrap();
+    assert_eq!(info.min_pin_length, Some(8));
+    assert_eq!(info.option_value("alwaysUv"), Some(true));
+    assert_eq!(info.force_pin_change, Some(false));
+}
