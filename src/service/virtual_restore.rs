@@ -133,6 +133,12 @@ struct StoredOptions {
     min_pin_length: u8,
     large_blobs: bool,
     max_large_blob: usize,
+    /// maxCredentialCountInList (absent: the default).
+    #[serde(default)]
+    max_credential_count_in_list: Option<usize>,
+    /// maxCredentialIdLength (absent: the default).
+    #[serde(default)]
+    max_credential_id_length: Option<usize>,
     /// `auto`, `deny` or `wait`.
     presence: String,
     /// Timeout of `wait`, in milliseconds.
@@ -171,6 +177,8 @@ impl StoredOptions {
             min_pin_length: options.min_pin_length,
             large_blobs: options.large_blobs,
             max_large_blob: options.max_large_blob,
+            max_credential_count_in_list: Some(options.max_credential_count_in_list),
+            max_credential_id_length: Some(options.max_credential_id_length),
             presence: presence.to_owned(),
             presence_timeout_ms,
             socket: config.transports.socket,
@@ -182,6 +190,7 @@ impl StoredOptions {
         if self.v != STORED_OPTIONS_VERSION {
             return Err(format!("unknown options version {}", self.v));
         }
+        let defaults = SoftKeyOptions::default();
         let options = SoftKeyOptions {
             ctap: self.ctap,
             resident_keys: self.resident_keys,
@@ -194,7 +203,13 @@ impl StoredOptions {
             min_pin_length: self.min_pin_length,
             large_blobs: self.large_blobs,
             max_large_blob: self.max_large_blob,
-            ..SoftKeyOptions::default()
+            max_credential_count_in_list: self
+                .max_credential_count_in_list
+                .unwrap_or(defaults.max_credential_count_in_list),
+            max_credential_id_length: self
+                .max_credential_id_length
+                .unwrap_or(defaults.max_credential_id_length),
+            ..defaults
         };
         options.validate().map_err(|e| e.to_string())?;
         let policy = match (self.presence.as_str(), self.presence_timeout_ms) {
@@ -494,6 +509,7 @@ mod tests {
             counter: CounterMode::PerCredential,
             min_pin_length: 6,
             always_uv: true,
+            max_credential_count_in_list: 3,
             initial_pin: Some("123456".into()),
             ..SoftKeyOptions::default()
         };
