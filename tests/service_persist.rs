@@ -312,19 +312,36 @@ async fn persistent_key_survives_restart_and_crash_and_remove_deletes_it() {
     let client = Client::new(&bus).await;
     assert!(client.authenticate_at_rp("alice").await > last);
 
-    // Remove deletes the row: after a restart the key is gone.
+    // keygatectl's --persist asks for the same.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keygatectl"))
+        .arg(format!("--bus-address={}", bus.address))
+        .args(["--json", "virtual", "create", "--persist", "--name", "cli"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let cli_key = serde_json::from_slice::<Value>(&out.stdout).unwrap()["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Remove deletes the row: after a restart the key is gone, keygatectl's key is back.
     client.virt.remove(&path).await.unwrap();
     drop(client);
     assert!(daemon.stop().success());
     let mut daemon = Daemon::start_in(&bus, &webauthn_config(), &state);
     let client = Client::new(&bus).await;
-    assert!(client.virtual_paths().await.is_empty());
-    assert!(client.virt.list().await.unwrap().is_empty());
+    assert_eq!(client.virtual_paths().await, vec![cli_key.clone()]);
+    let listed = client.virt.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].0.as_str(), listed[0].1.as_str()),
+        (cli_key.as_str(), "cli")
+    );
     let rows: i64 = rusqlite::Connection::open(state.join("keygate.db"))
         .unwrap()
         .query_row("SELECT COUNT(*) FROM virtual_keys", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(rows, 0);
+    assert_eq!(rows, 1);
     drop(client);
     assert!(daemon.stop().success());
 }

@@ -14,7 +14,7 @@ use zbus::message::Header;
 use zbus::{Connection, ObjectServer, OwnedObjectPath, interface};
 
 use super::Shared;
-use super::caller::Caller;
+use super::call::{Allowed, Call};
 use super::device_object::DeviceObject;
 use super::devices::{DeviceHandle, DeviceKind, DeviceRecord};
 use super::error::BusError;
@@ -132,16 +132,27 @@ impl Virtual {
         self.transports.attach(handle, transports)
     }
 
-    /// The caller's software key at `path` (root: any software key).
-    fn own_key(&self, caller: &Caller, path: &str) -> Result<Arc<DeviceHandle>, BusError> {
+    /// Admits a call on the caller's software key at `path` (root: any software key): the
+    /// admitted call, the key's handle and the key. Another user's key is NotFound, as a missing
+    /// one is, so that paths reveal nothing.
+    async fn enter_key(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        path: &str,
+    ) -> Result<(Call<'_>, Arc<DeviceHandle>, SharedSoftKey), BusError> {
+        let call = Call::enter(&self.shared, conn, header, Allowed::Anyone).await?;
         let not_found = || BusError::NotFound(format!("you have no software key {path}"));
         let handle = self.shared.devices.get(path).ok_or_else(not_found)?;
-        let mine = handle.record.owner == Some(caller.uid)
-            || (caller.uid == 0 && handle.record.kind == DeviceKind::Virtual);
-        if mine && handle.soft.is_some() {
-            Ok(handle)
-        } else {
-            Err(not_found())
+        let uid = call.caller.uid;
+        let mine = handle.record.owner == Some(uid)
+            || (uid == 0 && handle.record.kind == DeviceKind::Virtual);
+        match (&handle.soft, mine) {
+            (Some(key), true) => {
+                let key = key.clone();
+                Ok((call, handle, key))
+            }
+            _ => Err(not_found()),
         }
     }
 }
@@ -226,8 +237,8 @@ impl Virtual {
         #[zbus(connection)] conn: &Connection,
         #[zbus(object_server)] server: &ObjectServer,
     ) -> Result<OwnedObjectPath, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
+        let call = Call::enter(&self.shared, conn, &header, Allowed::Anyone).await?;
+        let caller = &call.caller;
         self.shared.check_size("options_json", options_json)?;
         let options: CreateOptions = if options_json.trim().is_empty() {
             CreateOptions::default()
@@ -298,14 +309,14 @@ impl Virtual {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<(OwnedObjectPath, String)>, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
+        let call = Call::enter(&self.shared, conn, &header, Allowed::Anyone).await?;
+        let uid = call.caller.uid;
         Ok(self
             .shared
             .devices
             .all()
             .iter()
-            .filter(|h| h.record.owner == Some(caller.uid) && h.soft.is_some())
+            .filter(|h| h.record.owner == Some(uid) && h.soft.is_some())
             .map(|h| (h.record.path.clone(), h.record.name.clone()))
             .collect())
     }
@@ -319,9 +330,8 @@ impl Virtual {
         #[zbus(connection)] conn: &Connection,
         #[zbus(object_server)] server: &ObjectServer,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let handle = self.own_key(&caller, path.as_str())?;
+        let (call, handle, _) = self.enter_key(conn, &header, path.as_str()).await?;
+        let caller = &call.caller;
         self.shared.persistent.forget(path.as_str()).await?;
         handle.stop.cancel();
         self.transports.detach(path.as_str());
@@ -342,9 +352,7 @@ impl Virtual {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        self.own_key(&caller, path.as_str())?;
+        let _key = self.enter_key(conn, &header, path.as_str()).await?;
         self.transports.socket_path(&path)
     }
 
@@ -357,9 +365,7 @@ impl Virtual {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<zbus::OwnedFd, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let handle = self.own_key(&caller, path.as_str())?;
+        let (_call, handle, _) = self.enter_key(conn, &header, path.as_str()).await?;
         self.transports.connect(&handle)
     }
 
@@ -372,12 +378,7 @@ impl Virtual {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<bool, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let handle = self.own_key(&caller, path.as_str())?;
-        let Some(key) = &handle.soft else {
-            return Err(BusError::NotFound(path.to_string()));
-        };
+        let (_call, _, key) = self.enter_key(conn, &header, path.as_str()).await?;
         let approvals = key.presence().handle();
         let waiting = approvals.pending().is_some();
         approvals.approve();
@@ -391,12 +392,8 @@ impl Virtual {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let handle = self.own_key(&caller, path.as_str())?;
-        if let Some(key) = &handle.soft {
-            key.power_cycle();
-        }
+        let (_call, _, key) = self.enter_key(conn, &header, path.as_str()).await?;
+        key.power_cycle();
         Ok(())
     }
 
@@ -408,13 +405,8 @@ impl Virtual {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let handle = self.own_key(&caller, path.as_str())?;
-        let policy = presence_policy(policy, None)?;
-        if let Some(key) = &handle.soft {
-            key.presence().set_policy(policy);
-        }
+        let (_call, _, key) = self.enter_key(conn, &header, path.as_str()).await?;
+        key.presence().set_policy(presence_policy(policy, None)?);
         Ok(())
     }
 
@@ -427,12 +419,7 @@ impl Virtual {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let handle = self.own_key(&caller, path.as_str())?;
-        let Some(key) = &handle.soft else {
-            return Err(BusError::NotFound(path.to_string()));
-        };
+        let (_call, _, key) = self.enter_key(conn, &header, path.as_str()).await?;
         let list = key
             .with(|k| {
                 k.credentials()
@@ -453,15 +440,14 @@ impl Virtual {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<bool, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let handle = self.own_key(&caller, path.as_str())?;
+        let (_call, _, key) = self.enter_key(conn, &header, path.as_str()).await?;
         let id = crate::webauthn::b64::decode(credential_id)
             .map_err(|e| BusError::InvalidArgs(format!("credential_id: {e}")))?;
-        let Some(key) = &handle.soft else {
-            return Err(BusError::NotFound(path.to_string()));
-        };
-        key.with(|k| k.remove_credential(&id))
+        // A persistent key commits the change to the store before answering: off the async
+        // workers.
+        tokio::task::spawn_blocking(move || key.with(|k| k.remove_credential(&id)))
+            .await
+            .map_err(|e| BusError::Failed(format!("software key task: {e}")))?
             .ok_or_else(|| BusError::Failed("software key unavailable".into()))?
             .map_err(|e| BusError::Failed(e.to_string()))
     }
