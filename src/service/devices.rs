@@ -131,6 +131,15 @@ impl DeviceRegistry {
             .unwrap_or_else(|_| OwnedObjectPath::try_from(DEVICES_PATH).unwrap_or_default())
     }
 
+    /// Keeps counter value `index` (and every one below it) from being allocated again: after
+    /// this, [`Self::allocate_path`] hands out `index + 1` or higher. Used at start for the paths
+    /// of stored software keys (`virtual_restore`), which must stay theirs. Never moves the
+    /// counter back, also when paths are being allocated at the same time.
+    pub fn reserve(&self, index: u64) {
+        self.next_id
+            .fetch_max(index.saturating_add(1), Ordering::Relaxed);
+    }
+
     /// Adds a device.
     pub fn insert(&self, handle: Arc<DeviceHandle>) {
         if let Ok(mut handles) = self.handles.lock() {
@@ -226,5 +235,62 @@ mod tests {
         assert!(shared.visible_to(&c(1001)) && shared.usable_by(&c(1001)));
         assert_eq!(own.entry().3, 1000);
         assert_eq!(shared.entry().3, SHARED_OWNER);
+    }
+
+    fn index_of(path: &OwnedObjectPath) -> u64 {
+        let (_, name) = path.as_str().rsplit_once('/').unwrap();
+        name.trim_start_matches(|c: char| !c.is_ascii_digit())
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn reserve_moves_the_counter_past_an_index_and_never_back() {
+        let reg = DeviceRegistry::default();
+        assert_eq!(index_of(&reg.allocate_path(DeviceKind::Virtual)), 0);
+        reg.reserve(7);
+        assert_eq!(
+            reg.allocate_path(DeviceKind::Virtual).as_str(),
+            format!("{DEVICES_PATH}/virtual8")
+        );
+        // A lower index, or one already allocated, leaves the counter where it is.
+        reg.reserve(3);
+        reg.reserve(8);
+        assert_eq!(index_of(&reg.allocate_path(DeviceKind::Usb)), 9);
+        // At the top of the range: saturates instead of wrapping to 0.
+        reg.reserve(u64::MAX);
+        assert_eq!(index_of(&reg.allocate_path(DeviceKind::Virtual)), u64::MAX);
+
+        // Reserving while other threads allocate: no allocated index is at or below a
+        // reservation made before it was handed out, and no index is handed out twice.
+        let reg = Arc::new(DeviceRegistry::default());
+        let workers: Vec<_> = (0..4u64)
+            .map(|n| {
+                let reg = Arc::clone(&reg);
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    for i in 0..200u64 {
+                        if i % 50 == 0 {
+                            let index = n * 1000 + i;
+                            reg.reserve(index);
+                            let next = index_of(&reg.allocate_path(DeviceKind::Virtual));
+                            assert!(next > index, "{next} after reserving {index}");
+                            seen.push(next);
+                        } else {
+                            seen.push(index_of(&reg.allocate_path(DeviceKind::Virtual)));
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        let count = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), count, "an index was handed out twice");
     }
 }

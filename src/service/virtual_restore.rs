@@ -401,8 +401,8 @@ pub async fn start_created(
     started
 }
 
-/// Highest path counter a stored key may have: [`reserve_paths`] allocates up to it, so a
-/// tampered row must not make it loop for long.
+/// Path counters of stored keys are below this: a tampered row must not push the registry's
+/// counter (see [`reserve_paths`]) towards its end.
 const MAX_PATH_INDEX: u64 = 1 << 20;
 
 /// Gives up a key just started by [`start_created`] (its transports failed): stops it and
@@ -425,17 +425,10 @@ fn path_index(path: &str) -> Option<u64> {
 }
 
 /// Moves the registry's path counter past every stored key's path, so a key created after the
-/// restart never gets the path of a stored one (restored or not). The registry allocates by
-/// counter only, so this allocates and drops paths until it is past the highest stored index.
+/// restart never gets the path of a stored one (restored or not).
 fn reserve_paths(shared: &Shared, records: &[VirtualKeyRecord]) {
-    let Some(highest) = records.iter().filter_map(|r| path_index(&r.path)).max() else {
-        return;
-    };
-    loop {
-        let path = shared.devices.allocate_path(DeviceKind::Virtual);
-        if path_index(path.as_str()).is_none_or(|index| index >= highest) {
-            break;
-        }
+    if let Some(highest) = records.iter().filter_map(|r| path_index(&r.path)).max() {
+        shared.devices.reserve(highest);
     }
 }
 
