@@ -9,6 +9,7 @@ mod bus;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bus::webauthn::{answer_pins, err_name, inner_options, webauthn_config};
@@ -35,6 +36,8 @@ fn skip() -> bool {
 /// Proxies of one client connection, answering PIN requests with [`PIN`].
 struct Client {
     conn: zbus::Connection,
+    /// The kinds of `Interaction` signals seen (`pin`, `touch`, ...).
+    interactions: Arc<Mutex<Vec<String>>>,
     virt: VirtualProxy<'static>,
     webauthn: WebAuthnProxy<'static>,
     rp: RelyingPartyProxy<'static>,
@@ -46,7 +49,7 @@ impl Client {
     async fn new(bus: &Bus) -> Self {
         let conn = bus.connect().await;
         let webauthn = WebAuthnProxy::new(&conn).await.unwrap();
-        let (pins, _) = answer_pins(
+        let (pins, interactions) = answer_pins(
             webauthn.clone(),
             PIN,
             webauthn.receive_interaction().await.unwrap(),
@@ -57,6 +60,7 @@ impl Client {
             manager: ManagerProxy::new(&conn).await.unwrap(),
             webauthn,
             conn,
+            interactions,
             pins,
         }
     }
@@ -102,6 +106,33 @@ impl Client {
             .unwrap();
         assert!(result.contains(&format!("\"user\":\"{user}\"")), "{result}");
         sign_count(&assertion)
+    }
+
+    /// Like [`Self::authenticate_at_rp`], with the key at `path` waiting for a touch: approves
+    /// once the key has asked for one (the `touch` interaction, sent on KEEPALIVE UPNEEDED) and
+    /// checks that a request was waiting, i.e. that the key's presence policy is `wait`.
+    async fn authenticate_approving(&self, path: &OwnedObjectPath, user: &str) -> u32 {
+        self.interactions.lock().unwrap().clear();
+        let approve = async {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while !self
+                .interactions
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|k| k == "touch")
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the key never asked for a touch: its presence policy is not `wait`"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            self.virt.approve(path).await.unwrap()
+        };
+        let (count, was_waiting) = tokio::join!(self.authenticate_at_rp(user), approve);
+        assert!(was_waiting, "no presence request was waiting");
+        count
     }
 
     /// An assertion of the credential `id` (base64url) with client extensions `extensions`.
@@ -235,6 +266,8 @@ async fn persistent_key_survives_restart_and_crash_and_remove_deletes_it() {
     assert!(retries < 8, "{retries}");
     let credentials = client.virt.stored_credentials(&path).await.unwrap();
     assert!(credentials.contains(USER_NAME), "{credentials}");
+    // SetPresence is stored too: the key comes back waiting for Approve.
+    client.virt.set_presence(&path, "wait").await.unwrap();
     // The default is an ephemeral key.
     let ephemeral = client.virt.create(r#"{"name":"ephemeral"}"#).await.unwrap();
     drop(client);
@@ -278,8 +311,10 @@ async fn persistent_key_survives_restart_and_crash_and_remove_deletes_it() {
         credentials
     );
     assert_eq!(client.pin_retries(&path).await, retries);
-    // Same PIN, same private key (the RP verifies it), and the counter went on.
-    let after = client.authenticate_at_rp("alice").await;
+    // Same PIN, same private key (the RP verifies it), and the counter went on; the key still
+    // waits for Approve. Back to `auto`, which the restart after the crash below keeps.
+    let after = client.authenticate_approving(&path, "alice").await;
+    client.virt.set_presence(&path, "auto").await.unwrap();
     assert!(
         after > before,
         "counter {after} after restart, {before} before"

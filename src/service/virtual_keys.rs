@@ -397,7 +397,9 @@ impl Virtual {
         Ok(())
     }
 
-    /// Sets the user-presence behaviour: `auto`, `deny` or `wait` (approve with `Approve`).
+    /// Sets the user-presence behaviour: `auto`, `deny` or `wait` (approve with `Approve`). A
+    /// persistent key keeps it across restarts: it is stored before this answers (on a store
+    /// failure the call fails and the key keeps its policy).
     async fn set_presence(
         &self,
         path: OwnedObjectPath,
@@ -406,8 +408,11 @@ impl Virtual {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
         let (_call, _, key) = self.enter_key(conn, &header, path.as_str()).await?;
-        key.presence().set_policy(presence_policy(policy, None)?);
-        Ok(())
+        let policy = presence_policy(policy, None)?;
+        self.shared
+            .persistent
+            .set_presence(path.as_str(), &key, policy)
+            .await
     }
 
     /// The credentials stored on one of the caller's keys, as JSON (test inspection; no

@@ -17,7 +17,7 @@
 //! at all stops keygated earlier, with "the store key does not open this database".
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use zbus::OwnedObjectPath;
@@ -31,7 +31,7 @@ use super::virtual_transport::TransportOptions;
 use crate::authenticator::keys::OsRandom;
 use crate::authenticator::{
     AttestationKind, AuthnError, CounterMode, CredentialVault, CtapVersion, MemoryVault,
-    PresencePolicy, SoftKey, SoftKeyOptions, format_aaguid,
+    PresencePolicy, SharedSoftKey, SoftKey, SoftKeyOptions, format_aaguid,
 };
 use crate::secret::Secret;
 use crate::store::{NewVirtualKey, StoreError, VirtualKeyRecord, VirtualKeyStore};
@@ -70,7 +70,7 @@ pub struct RestoredKey {
 #[derive(Debug)]
 pub struct PersistentKeys {
     store: Arc<dyn VirtualKeyStore>,
-    ids_by_path: Mutex<HashMap<String, String>>,
+    rows_by_path: Mutex<HashMap<String, Arc<KeyRow>>>,
 }
 
 impl PersistentKeys {
@@ -78,18 +78,18 @@ impl PersistentKeys {
     pub fn new(store: Arc<dyn VirtualKeyStore>) -> Self {
         Self {
             store,
-            ids_by_path: Mutex::new(HashMap::new()),
+            rows_by_path: Mutex::new(HashMap::new()),
         }
     }
 
-    fn remember(&self, path: &str, id: &str) {
-        if let Ok(mut map) = self.ids_by_path.lock() {
-            map.insert(path.to_owned(), id.to_owned());
+    fn remember(&self, path: &str, row: Arc<KeyRow>) {
+        if let Ok(mut map) = self.rows_by_path.lock() {
+            map.insert(path.to_owned(), row);
         }
     }
 
-    fn id_of(&self, path: &str) -> Option<String> {
-        self.ids_by_path
+    fn row_of(&self, path: &str) -> Option<Arc<KeyRow>> {
+        self.rows_by_path
             .lock()
             .ok()
             .and_then(|map| map.get(path).cloned())
@@ -98,19 +98,43 @@ impl PersistentKeys {
     /// Deletes the stored row (and secrets) of the key at `path`, if it is a persistent key.
     /// Called by `Virtual.Remove` before the key stops; on failure the key stays.
     pub async fn forget(&self, path: &str) -> Result<(), BusError> {
-        let Some(id) = self.id_of(path) else {
+        let Some(row) = self.row_of(path) else {
             return Ok(());
         };
-        let store = Arc::clone(&self.store);
-        let delete_id = id.clone();
-        blocking(move || store.delete_virtual_key(&delete_id))
+        let id = row.id.clone();
+        blocking(move || row.store.delete_virtual_key(&row.id))
             .await?
             .map_err(|e| store_failed("removing the software key", &e))?;
-        if let Ok(mut map) = self.ids_by_path.lock() {
+        if let Ok(mut map) = self.rows_by_path.lock() {
             map.remove(path);
         }
         tracing::info!(path, id = %id, "persistent software key deleted from the store");
         Ok(())
+    }
+
+    /// Sets the presence policy of `key`, the key at `path` (`Virtual.SetPresence`). A
+    /// persistent key's policy is first saved in its stored options, durable before this returns
+    /// (written off the async workers), so that the key comes back with it after a restart; if
+    /// that fails, the error is returned and the key keeps its policy.
+    pub async fn set_presence(
+        &self,
+        path: &str,
+        key: &SharedSoftKey,
+        policy: PresencePolicy,
+    ) -> Result<(), BusError> {
+        let key = key.clone();
+        let Some(row) = self.row_of(path) else {
+            key.presence().set_policy(policy);
+            return Ok(());
+        };
+        blocking(move || {
+            row.update_options(
+                |stored| stored.set_presence(policy),
+                || key.presence().set_policy(policy),
+            )
+        })
+        .await?
+        .map_err(|e| store_failed("saving the presence policy", &e))
     }
 }
 
@@ -153,17 +177,23 @@ struct StoredOptions {
 
 const STORED_OPTIONS_VERSION: u32 = 1;
 
+/// The stored form of a presence policy: its name and the timeout of `wait` in milliseconds.
+fn presence_fields(policy: PresencePolicy) -> (String, Option<u64>) {
+    let (name, timeout_ms) = match policy {
+        PresencePolicy::AutoApprove => ("auto", None),
+        PresencePolicy::Deny => ("deny", None),
+        PresencePolicy::WaitForApproval { timeout } => (
+            "wait",
+            Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+        ),
+    };
+    (name.to_owned(), timeout_ms)
+}
+
 impl StoredOptions {
     fn new(config: &KeyConfig) -> Self {
         let options = &config.options;
-        let (presence, presence_timeout_ms) = match config.policy {
-            PresencePolicy::AutoApprove => ("auto", None),
-            PresencePolicy::Deny => ("deny", None),
-            PresencePolicy::WaitForApproval { timeout } => (
-                "wait",
-                Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
-            ),
-        };
+        let (presence, presence_timeout_ms) = presence_fields(config.policy);
         Self {
             v: STORED_OPTIONS_VERSION,
             ctap: options.ctap,
@@ -179,11 +209,16 @@ impl StoredOptions {
             max_large_blob: options.max_large_blob,
             max_credential_count_in_list: Some(options.max_credential_count_in_list),
             max_credential_id_length: Some(options.max_credential_id_length),
-            presence: presence.to_owned(),
+            presence,
             presence_timeout_ms,
             socket: config.transports.socket,
             uhid: config.transports.uhid,
         }
+    }
+
+    /// Replaces the presence policy (`Virtual.SetPresence` on a persistent key).
+    fn set_presence(&mut self, policy: PresencePolicy) {
+        (self.presence, self.presence_timeout_ms) = presence_fields(policy);
     }
 
     fn config(&self) -> Result<KeyConfig, String> {
@@ -246,64 +281,123 @@ enum Stage {
     },
 }
 
+/// The stored row of one persistent key, shared by its [`StoreVault`] (state writes) and
+/// [`PersistentKeys`] (options writes, `SetPresence`): writes to the row go one at a time, each
+/// compare-and-set on the generation the previous one left.
+#[derive(Debug)]
+struct KeyRow {
+    store: Arc<dyn VirtualKeyStore>,
+    id: String,
+    stage: Mutex<Stage>,
+}
+
+impl KeyRow {
+    fn new(store: Arc<dyn VirtualKeyStore>, id: String, stage: Stage) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            id,
+            stage: Mutex::new(stage),
+        })
+    }
+
+    /// The stage, locked. A panic while it was held may have left a stale generation: the
+    /// next write's compare-and-set then fails and the key reloads, so the lock is taken back.
+    fn stage(&self) -> MutexGuard<'_, Stage> {
+        self.stage.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Rewrites the row's stored options with `change`, then runs `then` with the row still
+    /// locked (so changes reach memory in the order they reach the store). Durable before
+    /// `then` runs; `then` does not run if anything fails. Blocking.
+    fn update_options(
+        &self,
+        change: impl FnOnce(&mut StoredOptions),
+        then: impl FnOnce(),
+    ) -> Result<(), StoreError> {
+        let rewrite = |json: &str| -> Result<String, StoreError> {
+            let corrupt = |e: serde_json::Error| {
+                StoreError::Corrupt(format!("options of virtual key {}: {e}", self.id))
+            };
+            let mut stored: StoredOptions = serde_json::from_str(json).map_err(corrupt)?;
+            change(&mut stored);
+            serde_json::to_string(&stored).map_err(corrupt)
+        };
+        let mut stage = self.stage();
+        match &mut *stage {
+            Stage::New(key) => key.options = rewrite(&key.options)?,
+            Stage::Stored { generation, .. } => {
+                let record = self
+                    .store
+                    .virtual_key(&self.id)?
+                    .ok_or_else(|| StoreError::NotFound(format!("virtual key {}", self.id)))?;
+                let options = rewrite(&record.options)?;
+                *generation =
+                    self.store
+                        .update_virtual_key_options(&self.id, *generation, &options)?;
+            }
+        }
+        then();
+        Ok(())
+    }
+}
+
 /// A [`CredentialVault`] that keeps a software key's state in a row of the store, sealed
 /// under the store key, each `store()` durable (group commit) before it returns.
 #[derive(Debug)]
 pub struct StoreVault {
-    store: Arc<dyn VirtualKeyStore>,
-    id: String,
-    stage: Stage,
+    row: Arc<KeyRow>,
 }
 
 impl StoreVault {
     /// The vault of a key being created (its row is inserted by the first store).
     fn create(store: Arc<dyn VirtualKeyStore>, key: NewVirtualKey) -> Self {
+        let id = key.id.clone();
         Self {
-            store,
-            id: key.id.clone(),
-            stage: Stage::New(key),
+            row: KeyRow::new(store, id, Stage::New(key)),
         }
     }
 
     /// The vault of a stored key read at start.
     fn existing(store: Arc<dyn VirtualKeyStore>, record: VirtualKeyRecord) -> Self {
+        let id = record.id.clone();
+        let stage = Stage::Stored {
+            generation: record.generation,
+            record: Some(Box::new(record)),
+        };
         Self {
-            store,
-            id: record.id.clone(),
-            stage: Stage::Stored {
-                generation: record.generation,
-                record: Some(Box::new(record)),
-            },
+            row: KeyRow::new(store, id, stage),
         }
     }
 
     fn failed(&self, what: &str, error: &StoreError) -> AuthnError {
-        tracing::error!(id = %self.id, error = %error, "software key state not {what}");
+        tracing::error!(id = %self.row.id, error = %error, "software key state not {what}");
         AuthnError::Vault(format!("{what} the key's state: {error}"))
     }
 }
 
 impl CredentialVault for StoreVault {
     fn load(&mut self) -> Result<Option<Secret<Vec<u8>>>, AuthnError> {
-        let record = match &mut self.stage {
+        let row = &*self.row;
+        let mut stage = row.stage();
+        let record = match &mut *stage {
             Stage::New(_) => return Ok(None),
             Stage::Stored { record, .. } => record.take(),
         };
         let record = match record {
             Some(record) => *record,
-            None => match self.store.virtual_key(&self.id) {
+            None => match row.store.virtual_key(&row.id) {
                 Ok(Some(record)) => record,
                 Ok(None) => {
-                    return Err(self.failed("loaded", &StoreError::NotFound(self.id.clone())));
+                    return Err(self.failed("loaded", &StoreError::NotFound(row.id.clone())));
                 }
                 Err(e) => return Err(self.failed("loaded", &e)),
             },
         };
-        let state = self
+        let state = row
             .store
             .open_virtual_key_state(&record)
             .map_err(|e| self.failed("opened", &e))?;
-        self.stage = Stage::Stored {
+        *stage = Stage::Stored {
             generation: record.generation,
             record: None,
         };
@@ -311,15 +405,17 @@ impl CredentialVault for StoreVault {
     }
 
     fn store(&mut self, state: &[u8]) -> Result<(), AuthnError> {
-        let result = match &self.stage {
-            Stage::New(key) => self.store.insert_virtual_key(key.clone(), state),
+        let row = &*self.row;
+        let mut stage = row.stage();
+        let result = match &*stage {
+            Stage::New(key) => row.store.insert_virtual_key(key.clone(), state),
             Stage::Stored { generation, .. } => {
-                self.store
-                    .update_virtual_key_state(&self.id, *generation, state)
+                row.store
+                    .update_virtual_key_state(&row.id, *generation, state)
             }
         };
         let generation = result.map_err(|e| self.failed("stored", &e))?;
-        self.stage = Stage::Stored {
+        *stage = Stage::Stored {
             generation,
             record: None,
         };
@@ -385,11 +481,15 @@ pub async fn start_created(
         path: path.to_string(),
         options: stored,
     };
-    let vault = Box::new(StoreVault::create(Arc::clone(&store), new_key));
-    let slot = KeySlot { path, vault };
+    let vault = StoreVault::create(Arc::clone(&store), new_key);
+    let row = Arc::clone(&vault.row);
+    let slot = KeySlot {
+        path,
+        vault: Box::new(vault),
+    };
     let started = start_key(shared, owner, name, config.options, config.policy, slot).await;
     match &started {
-        Ok(handle) => shared.persistent.remember(handle.record.path.as_str(), &id),
+        Ok(handle) => shared.persistent.remember(handle.record.path.as_str(), row),
         Err(_) => {
             // The row may exist if the key stored its first state and then failed.
             let cleanup = id.clone();
@@ -445,13 +545,17 @@ async fn restore_one(
     let stored: StoredOptions =
         serde_json::from_str(&record.options).map_err(|e| format!("options: {e}"))?;
     let config = stored.config().map_err(|e| format!("options: {e}"))?;
-    let (id, owner, name) = (record.id.clone(), record.owner_uid, record.name.clone());
-    let vault = Box::new(StoreVault::existing(Arc::clone(store), record));
-    let slot = KeySlot { path, vault };
+    let (owner, name) = (record.owner_uid, record.name.clone());
+    let vault = StoreVault::existing(Arc::clone(store), record);
+    let row = Arc::clone(&vault.row);
+    let slot = KeySlot {
+        path,
+        vault: Box::new(vault),
+    };
     let handle = start_key(shared, owner, name, config.options, config.policy, slot)
         .await
         .map_err(|e| format!("{e}"))?;
-    shared.persistent.remember(handle.record.path.as_str(), &id);
+    shared.persistent.remember(handle.record.path.as_str(), row);
     Ok(RestoredKey {
         handle,
         transports: config.transports,
@@ -532,6 +636,27 @@ mod tests {
         assert!(bad.config().is_err());
     }
 
+    /// A store in a new temporary directory (kept alive by the returned guard).
+    fn sqlite(seed: u8) -> (tempfile::TempDir, Arc<crate::store::SqliteStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::SqliteStore::open(
+            dir.path(),
+            crate::store::StoreKey::from_bytes(&[seed; 32]),
+        )
+        .unwrap();
+        (dir, Arc::new(store))
+    }
+
+    fn new_key(id: &str, index: usize, options: String) -> NewVirtualKey {
+        NewVirtualKey {
+            id: id.into(),
+            owner_uid: 1000,
+            name: "n".into(),
+            path: format!("{DEVICES_PATH}/virtual{index}"),
+            options,
+        }
+    }
+
     fn stored_key(store: &Arc<dyn VirtualKeyStore>) -> SoftKey {
         let record = store.virtual_key("k1").unwrap().unwrap();
         let vault = Box::new(StoreVault::existing(Arc::clone(store), record));
@@ -547,20 +672,9 @@ mod tests {
     #[test]
     fn store_vault_keeps_the_key_and_a_failed_write_fails_the_command() {
         use crate::authenticator::{AutoApproveForTests, InjectCredential};
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = crate::store::SqliteStore::open(
-            dir.path(),
-            crate::store::StoreKey::from_bytes(&[1u8; 32]),
-        )
-        .unwrap();
-        let store: Arc<dyn VirtualKeyStore> = Arc::new(sqlite);
-        let new_key = NewVirtualKey {
-            id: "k1".into(),
-            owner_uid: 1000,
-            name: "n".into(),
-            path: format!("{DEVICES_PATH}/virtual0"),
-            options: "{}".into(),
-        };
+        let (_dir, sqlite) = sqlite(1);
+        let store: Arc<dyn VirtualKeyStore> = sqlite;
+        let new_key = new_key("k1", 0, "{}".into());
         let options = SoftKeyOptions {
             initial_pin: Some("123456".into()),
             ..SoftKeyOptions::default()
@@ -602,14 +716,7 @@ mod tests {
         use crate::authenticator::InjectCredential;
         const KEYS: usize = 8;
         const CHANGES: usize = 25;
-        let dir = tempfile::tempdir().unwrap();
-        let sqlite = Arc::new(
-            crate::store::SqliteStore::open(
-                dir.path(),
-                crate::store::StoreKey::from_bytes(&[2u8; 32]),
-            )
-            .unwrap(),
-        );
+        let (_dir, sqlite) = sqlite(2);
         let store: Arc<dyn VirtualKeyStore> = sqlite.clone();
         let before = sqlite.commit_stats();
         let started = Instant::now();
@@ -617,13 +724,7 @@ mod tests {
             .map(|n| {
                 let store = Arc::clone(&store);
                 std::thread::spawn(move || {
-                    let new_key = NewVirtualKey {
-                        id: format!("k{n}"),
-                        owner_uid: 1000,
-                        name: "n".into(),
-                        path: format!("{DEVICES_PATH}/virtual{n}"),
-                        options: "{}".into(),
-                    };
+                    let new_key = new_key(&format!("k{n}"), n, "{}".into());
                     let vault = Box::new(StoreVault::create(store, new_key));
                     let mut key = SoftKey::with_vault(
                         SoftKeyOptions::default(),
@@ -666,6 +767,62 @@ mod tests {
             .unwrap();
             assert_eq!(key.credentials().len(), CHANGES);
         }
+    }
+
+    #[test]
+    fn options_updates_move_the_generation_the_vault_writes_on_from() {
+        use crate::authenticator::InjectCredential;
+        let (_dir, sqlite) = sqlite(5);
+        let store: Arc<dyn VirtualKeyStore> = sqlite;
+        let config = KeyConfig {
+            options: SoftKeyOptions::default(),
+            policy: PresencePolicy::AutoApprove,
+            transports: TransportOptions::default(),
+        };
+        let json = serde_json::to_string(&StoredOptions::new(&config)).unwrap();
+        let stored_policy = |store: &Arc<dyn VirtualKeyStore>| {
+            let record = store.virtual_key("k1").unwrap().unwrap();
+            let stored: StoredOptions = serde_json::from_str(&record.options).unwrap();
+            stored.config().unwrap().policy
+        };
+        let vault = StoreVault::create(Arc::clone(&store), new_key("k1", 0, json));
+        let row = Arc::clone(&vault.row);
+        let mut key = SoftKey::with_vault(
+            SoftKeyOptions::default(),
+            Box::new(vault),
+            Box::new(OsRandom),
+            Instant::now(),
+        )
+        .unwrap();
+        let wait = PresencePolicy::WaitForApproval {
+            timeout: Duration::from_millis(2500),
+        };
+        let mut applied = None;
+        row.update_options(|o| o.set_presence(wait), || applied = Some(wait))
+            .unwrap();
+        assert_eq!(applied, Some(wait));
+        assert_eq!(stored_policy(&store), wait);
+        // The key's next state write goes on from the generation the options write left.
+        key.inject_credential(InjectCredential::discoverable("example.org", b"user"))
+            .unwrap();
+        assert_eq!(store.virtual_key("k1").unwrap().unwrap().generation, 3);
+
+        // Another writer moved the row: the update fails and `then` does not run.
+        store
+            .update_virtual_key_state("k1", 3, b"elsewhere")
+            .unwrap();
+        let mut applied = false;
+        let result =
+            row.update_options(|o| o.set_presence(PresencePolicy::Deny), || applied = true);
+        assert!(matches!(result, Err(StoreError::Conflict)), "{result:?}");
+        assert!(!applied);
+        assert_eq!(stored_policy(&store), wait);
+        // The row is gone: NotFound, nothing applied.
+        assert!(store.delete_virtual_key("k1").unwrap());
+        let result =
+            row.update_options(|o| o.set_presence(PresencePolicy::Deny), || applied = true);
+        assert!(matches!(result, Err(StoreError::NotFound(_))), "{result:?}");
+        assert!(!applied);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 //! Every write goes through the group-commit writer and returns only once its COMMIT is
 //! durable: a software key answers the host only after that.
 
+use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::error::StoreError;
@@ -95,6 +96,17 @@ pub trait VirtualKeyStore: Send + Sync + std::fmt::Debug {
         state: &[u8],
     ) -> Result<u64, StoreError>;
 
+    /// Replaces the stored options (JSON) of key `id` if its generation is still `generation`;
+    /// returns the new generation. The same compare-and-set as a state write, so that a writer
+    /// holding an older generation of the row (state or options) fails instead of overwriting.
+    /// `NotFound` when the key was removed, `Conflict` when another writer moved it.
+    fn update_virtual_key_options(
+        &self,
+        id: &str,
+        generation: u64,
+        options: &str,
+    ) -> Result<u64, StoreError>;
+
     /// One key by id.
     fn virtual_key(&self, id: &str) -> Result<Option<VirtualKeyRecord>, StoreError>;
 
@@ -137,6 +149,65 @@ fn record(row: &Row<'_>) -> rusqlite::Result<VirtualKeyRecord> {
     })
 }
 
+/// The columns of a row that move its generation when written.
+#[derive(Debug, Clone, Copy)]
+enum Column {
+    SealedState,
+    Options,
+}
+
+impl Column {
+    fn update_sql(self) -> &'static str {
+        match self {
+            Column::SealedState => {
+                "UPDATE virtual_keys SET sealed_state = ?3, generation = ?4, updated_at = ?5
+                 WHERE id = ?1 AND generation = ?2"
+            }
+            Column::Options => {
+                "UPDATE virtual_keys SET options = ?3, generation = ?4, updated_at = ?5
+                 WHERE id = ?1 AND generation = ?2"
+            }
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Writes `value` into `column` of key `id` and moves its generation on by one, if the
+    /// generation is still `generation` (compare-and-set), through the group-commit writer:
+    /// durable when this returns. `NotFound` when the row is gone, `Conflict` when another
+    /// writer moved it.
+    fn update_by_generation(
+        &self,
+        id: &str,
+        generation: u64,
+        column: Column,
+        value: Value,
+    ) -> Result<u64, StoreError> {
+        let next = generation.saturating_add(1);
+        let (old, new) = (generation_i64(generation)?, generation_i64(next)?);
+        let id = id.to_owned();
+        let now = unix_now();
+        self.write(move |txn| {
+            let changed = txn
+                .prepare_cached(column.update_sql())?
+                .execute(params![id, old, value, new, now])?;
+            if changed == 1 {
+                return Ok(next);
+            }
+            let exists = txn
+                .prepare_cached("SELECT 1 FROM virtual_keys WHERE id = ?1")?
+                .query_row([&id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if exists {
+                Err(StoreError::Conflict)
+            } else {
+                Err(StoreError::NotFound(format!("virtual key {id}")))
+            }
+        })
+    }
+}
+
 impl VirtualKeyStore for SqliteStore {
     fn insert_virtual_key(&self, key: NewVirtualKey, state: &[u8]) -> Result<u64, StoreError> {
         // Seal outside the writer thread; the writer only inserts.
@@ -177,31 +248,21 @@ impl VirtualKeyStore for SqliteStore {
         let owner = u32::try_from(owner)
             .map_err(|_| StoreError::Corrupt(format!("owner uid {owner} of virtual key {id}")))?;
         let sealed = self.seal(state, &state_aad(id, owner))?;
-        let next = generation.saturating_add(1);
-        let (old, new) = (generation_i64(generation)?, generation_i64(next)?);
-        let id = id.to_owned();
-        let now = unix_now();
-        self.write(move |txn| {
-            let changed = txn
-                .prepare_cached(
-                    "UPDATE virtual_keys SET sealed_state = ?3, generation = ?4, updated_at = ?5
-                     WHERE id = ?1 AND generation = ?2",
-                )?
-                .execute(params![id, old, sealed, new, now])?;
-            if changed == 1 {
-                return Ok(next);
-            }
-            let exists = txn
-                .prepare_cached("SELECT 1 FROM virtual_keys WHERE id = ?1")?
-                .query_row([&id], |_| Ok(()))
-                .optional()?
-                .is_some();
-            if exists {
-                Err(StoreError::Conflict)
-            } else {
-                Err(StoreError::NotFound(format!("virtual key {id}")))
-            }
-        })
+        self.update_by_generation(id, generation, Column::SealedState, Value::Blob(sealed))
+    }
+
+    fn update_virtual_key_options(
+        &self,
+        id: &str,
+        generation: u64,
+        options: &str,
+    ) -> Result<u64, StoreError> {
+        self.update_by_generation(
+            id,
+            generation,
+            Column::Options,
+            Value::Text(options.to_owned()),
+        )
     }
 
     fn virtual_key(&self, id: &str) -> Result<Option<VirtualKeyRecord>, StoreError> {
@@ -324,6 +385,36 @@ mod tests {
             b"state two"
         );
 
+        // Options move by the same generation: a stale writer of either kind fails, the state
+        // is left as it was.
+        assert!(matches!(
+            store.update_virtual_key_options("k1", 1, r#"{"v":1,"presence":"wait"}"#),
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(
+            store
+                .update_virtual_key_options("k1", 2, r#"{"v":1,"presence":"deny"}"#)
+                .unwrap(),
+            3
+        );
+        assert!(matches!(
+            store.update_virtual_key_state("k1", 2, b"state from generation 2"),
+            Err(StoreError::Conflict)
+        ));
+        let k1 = store.virtual_key("k1").unwrap().unwrap();
+        assert_eq!(
+            (k1.generation, k1.options.as_str()),
+            (3, r#"{"v":1,"presence":"deny"}"#)
+        );
+        assert_eq!(
+            store.open_virtual_key_state(&k1).unwrap().expose_secret(),
+            b"state two"
+        );
+        assert_eq!(
+            store.virtual_key("k2").unwrap().unwrap().options,
+            r#"{"v":1}"#
+        );
+
         // A sealed state moved to another key's row, or to another owner, does not open.
         let mut moved = store.virtual_key("k2").unwrap().unwrap();
         moved.sealed_state = k1.sealed_state.clone();
@@ -344,7 +435,11 @@ mod tests {
         assert!(!store.delete_virtual_key("k1").unwrap());
         assert!(store.virtual_key("k1").unwrap().is_none());
         assert!(matches!(
-            store.update_virtual_key_state("k1", 2, b"after removal"),
+            store.update_virtual_key_state("k1", 3, b"after removal"),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            store.update_virtual_key_options("k1", 3, "{}"),
             Err(StoreError::NotFound(_))
         ));
         assert_eq!(store.list_virtual_keys().unwrap().len(), 1);
