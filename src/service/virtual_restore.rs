@@ -192,23 +192,42 @@ fn presence_fields(policy: PresencePolicy) -> (String, Option<u64>) {
 
 impl StoredOptions {
     fn new(config: &KeyConfig) -> Self {
-        let options = &config.options;
+        // Every option is named (no `..`): a new SoftKeyOptions field does not compile here
+        // until it is stored, or deliberately left out as the initial PIN is (a secret, used
+        // only at creation; the PIN itself lives in the sealed state). `config()` builds
+        // SoftKeyOptions without `..` for the same reason.
+        let SoftKeyOptions {
+            ctap,
+            resident_keys,
+            client_pin,
+            initial_pin: _,
+            aaguid,
+            attestation,
+            max_resident,
+            always_uv,
+            counter,
+            min_pin_length,
+            large_blobs,
+            max_large_blob,
+            max_credential_count_in_list,
+            max_credential_id_length,
+        } = config.options;
         let (presence, presence_timeout_ms) = presence_fields(config.policy);
         Self {
             v: STORED_OPTIONS_VERSION,
-            ctap: options.ctap,
-            resident_keys: options.resident_keys,
-            client_pin: options.client_pin,
-            aaguid: format_aaguid(&options.aaguid),
-            attestation: options.attestation,
-            max_resident: options.max_resident,
-            always_uv: options.always_uv,
-            counter: options.counter,
-            min_pin_length: options.min_pin_length,
-            large_blobs: options.large_blobs,
-            max_large_blob: options.max_large_blob,
-            max_credential_count_in_list: Some(options.max_credential_count_in_list),
-            max_credential_id_length: Some(options.max_credential_id_length),
+            ctap,
+            resident_keys,
+            client_pin,
+            aaguid: format_aaguid(&aaguid),
+            attestation,
+            max_resident,
+            always_uv,
+            counter,
+            min_pin_length,
+            large_blobs,
+            max_large_blob,
+            max_credential_count_in_list: Some(max_credential_count_in_list),
+            max_credential_id_length: Some(max_credential_id_length),
             presence,
             presence_timeout_ms,
             socket: config.transports.socket,
@@ -230,6 +249,7 @@ impl StoredOptions {
             ctap: self.ctap,
             resident_keys: self.resident_keys,
             client_pin: self.client_pin,
+            initial_pin: None,
             aaguid: SoftKeyOptions::parse_aaguid(&self.aaguid).map_err(|e| e.to_string())?,
             attestation: self.attestation,
             max_resident: self.max_resident,
@@ -244,7 +264,6 @@ impl StoredOptions {
             max_credential_id_length: self
                 .max_credential_id_length
                 .unwrap_or(defaults.max_credential_id_length),
-            ..defaults
         };
         options.validate().map_err(|e| e.to_string())?;
         let policy = match (self.presence.as_str(), self.presence_timeout_ms) {
@@ -597,6 +616,114 @@ pub async fn restore(shared: &Shared) -> Result<Vec<RestoredKey>, ServiceError> 
 mod tests {
     use super::*;
 
+    /// `config` through its stored JSON form and back.
+    fn round_trip(config: &KeyConfig) -> KeyConfig {
+        let json = serde_json::to_string(&StoredOptions::new(config)).unwrap();
+        serde_json::from_str::<StoredOptions>(&json)
+            .unwrap()
+            .config()
+            .unwrap()
+    }
+
+    /// Moves one option away from its default.
+    type SetOption = fn(&mut SoftKeyOptions);
+
+    #[test]
+    fn every_option_survives_its_stored_form() {
+        // One variant per SoftKeyOptions field, each away from its default. The exhaustive
+        // pattern below stops compiling when a field is added: add its variant here (and
+        // store it: StoredOptions::new does not compile either).
+        let SoftKeyOptions {
+            ctap: _,
+            resident_keys: _,
+            client_pin: _,
+            initial_pin: _,
+            aaguid: _,
+            attestation: _,
+            max_resident: _,
+            always_uv: _,
+            counter: _,
+            min_pin_length: _,
+            large_blobs: _,
+            max_large_blob: _,
+            max_credential_count_in_list: _,
+            max_credential_id_length: _,
+        } = SoftKeyOptions::default();
+        let variants: [(&str, SetOption); 13] = [
+            ("ctap", |o| o.ctap = CtapVersion::Fido20),
+            ("resident_keys", |o| o.resident_keys = false),
+            ("client_pin", |o| o.client_pin = false),
+            ("aaguid", |o| o.aaguid = [0x5a; 16]),
+            ("attestation", |o| {
+                o.attestation = AttestationKind::SelfAttestation;
+            }),
+            ("max_resident", |o| o.max_resident = 3),
+            ("always_uv", |o| o.always_uv = true),
+            ("counter", |o| o.counter = CounterMode::PerCredential),
+            ("min_pin_length", |o| o.min_pin_length = 11),
+            ("large_blobs", |o| o.large_blobs = false),
+            ("max_large_blob", |o| o.max_large_blob = 2048),
+            ("max_credential_count_in_list", |o| {
+                o.max_credential_count_in_list = 2;
+            }),
+            ("max_credential_id_length", |o| {
+                o.max_credential_id_length = 255;
+            }),
+        ];
+        let default = format!("{:?}", SoftKeyOptions::default());
+        for (field, set) in variants {
+            let mut options = SoftKeyOptions::default();
+            set(&mut options);
+            let changed = format!("{options:?}");
+            assert_ne!(changed, default, "{field}: the variant changes nothing");
+            let config = KeyConfig {
+                options,
+                policy: PresencePolicy::AutoApprove,
+                transports: TransportOptions::default(),
+            };
+            let restored = format!("{:?}", round_trip(&config).options);
+            assert_eq!(restored, changed, "{field} is not kept by StoredOptions");
+        }
+
+        let wait = PresencePolicy::WaitForApproval {
+            timeout: Duration::from_millis(750),
+        };
+        for policy in [PresencePolicy::AutoApprove, PresencePolicy::Deny, wait] {
+            for (socket, uhid) in [(false, false), (true, false), (false, true)] {
+                let config = KeyConfig {
+                    options: SoftKeyOptions::default(),
+                    policy,
+                    transports: TransportOptions { socket, uhid },
+                };
+                let restored = round_trip(&config);
+                assert_eq!(
+                    (restored.policy, restored.transports),
+                    (policy, config.transports)
+                );
+            }
+        }
+
+        // A row written before maxCredentialCountInList / maxCredentialIdLength were stored
+        // restores with their defaults.
+        let mut old: serde_json::Value = serde_json::to_value(StoredOptions::new(&KeyConfig {
+            options: SoftKeyOptions::default(),
+            policy: PresencePolicy::AutoApprove,
+            transports: TransportOptions::default(),
+        }))
+        .unwrap();
+        let fields = old.as_object_mut().unwrap();
+        assert!(fields.remove("max_credential_count_in_list").is_some());
+        assert!(fields.remove("max_credential_id_length").is_some());
+        let restored = serde_json::from_value::<StoredOptions>(old)
+            .unwrap()
+            .config()
+            .unwrap();
+        assert_eq!(
+            format!("{:?}", restored.options),
+            format!("{:?}", SoftKeyOptions::default())
+        );
+    }
+
     #[test]
     fn stored_options_round_trip_without_the_pin() {
         let mut options = SoftKeyOptions {
@@ -623,8 +750,7 @@ mod tests {
         };
         let json = serde_json::to_string(&StoredOptions::new(&config)).unwrap();
         assert!(!json.contains("123456"), "{json}");
-        let back: StoredOptions = serde_json::from_str(&json).unwrap();
-        let restored = back.config().unwrap();
+        let restored = round_trip(&config);
         assert_eq!(restored.policy, config.policy);
         assert_eq!(restored.transports, config.transports);
         assert_eq!(restored.options.initial_pin, None);
