@@ -1,19 +1,29 @@
 //! Persistent software keys (`Virtual.Create` with `"persist": true`) across keygated restarts,
 //! on a real private dbus-daemon: the key comes back at its path with its credentials, PIN,
 //! retries, large blob and a signature counter that keeps moving forward (also after SIGKILL);
-//! its secrets are not in the database in clear; `Remove` deletes it; an unreadable row is
-//! skipped and logged; a wrong store key stops keygated with a clear message.
+//! its secrets are not in the database in clear; `Remove` deletes it; its presence policy
+//! (`SetPresence`) and every `Create` option stay in force; an unreadable row is skipped and
+//! logged; a wrong store key stops keygated with a clear message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bus;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bus::webauthn::{answer_pins, err_name, inner_options, webauthn_config};
 use bus::{Bus, Daemon};
+use keygate::ctap2::commands::{get_info, make_credential};
+use keygate::ctap2::pin_protocol::Permissions;
+use keygate::ctap2::{
+    AttestationStatement, PublicKeyCredentialParameters, PublicKeyCredentialRpEntity,
+    PublicKeyCredentialUserEntity,
+};
+use keygate::ctaphid::KeepaliveStatus;
 use keygate::device::{Device, DeviceOptions};
 use keygate::hid::socket::SeqpacketPipe;
 use keygate::service::client::{ManagerProxy, RelyingPartyProxy, VirtualProxy, WebAuthnProxy};
@@ -167,6 +177,37 @@ impl Client {
         )
         .await
         .unwrap()
+    }
+
+    /// Our own host driver on the key at `path`, through a descriptor from `Virtual.Connect`.
+    async fn open(&self, path: &OwnedObjectPath) -> Device<SeqpacketPipe> {
+        let fd = self.virt.connect(path).await.unwrap();
+        let pipe = SeqpacketPipe::from_fd(std::os::fd::OwnedFd::from(fd)).unwrap();
+        Device::open(pipe, DeviceOptions::default()).await.unwrap()
+    }
+
+    /// authenticatorGetInfo of the key at `path`, as the key answers it.
+    async fn info(&self, path: &OwnedObjectPath) -> get_info::Response {
+        self.open(path).await.info().cloned().unwrap()
+    }
+
+    /// The option names `Virtual.Create` accepts, as its answer to an unknown one lists them.
+    async fn create_option_names(&self) -> BTreeSet<String> {
+        let err = self
+            .virt
+            .create(r#"{"no-such-option": 0}"#)
+            .await
+            .unwrap_err()
+            .to_string();
+        let (_, names) = err
+            .split_once("expected one of ")
+            .unwrap_or_else(|| panic!("no option list in {err:?}"));
+        names
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
     }
 
     async fn virtual_paths(&self) -> Vec<String> {
@@ -482,4 +523,145 @@ async fn unreadable_stored_key_is_skipped_and_a_wrong_store_key_stops_keygated()
         stderr.contains("store key does not open this database"),
         "{stderr}"
     );
+}
+
+/// Every `Virtual.Create` option of a persistent key is still in force after a restart. The
+/// options set here are held against the daemon's own list of Create options: a new option
+/// fails this test until it is stored (`StoredOptions` in src/service/virtual_restore.rs) and
+/// checked here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_create_option_survives_a_restart() {
+    if skip() {
+        return;
+    }
+    const KEY_PIN: &str = "opt-pin-8800";
+    const AAGUID: [u8; 16] = [0x5a; 16];
+    // Each option away from its default where the others allow it: a PIN and alwaysUv need
+    // clientPin, so that stays on; CTAP 2.0 hides the 2.1 options, so it is a second key.
+    let every = json!({
+        "name": "every option",
+        "pin": KEY_PIN,
+        "resident_keys": false,
+        "client_pin": true,
+        "presence": "wait",
+        "presence_timeout_ms": 700,
+        "attestation": "self",
+        "ctap": "2.1",
+        "always_uv": true,
+        "min_pin_length": 10,
+        "large_blobs": false,
+        "aaguid": "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a5a",
+        "persist": true,
+        "socket": true,
+    });
+    let fido20 = json!({"name": "2.0 key", "ctap": "2.0", "persist": true});
+    // Needs a writable /dev/uhid; its stored flag is held by the unit test
+    // `every_option_survives_its_stored_form`.
+    let not_set_here = ["uhid"];
+
+    let bus = Bus::session();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut daemon = Daemon::start_in(&bus, "", &state);
+    let client = Client::new(&bus).await;
+    let tested: BTreeSet<String> = every
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .chain(not_set_here)
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        client.create_option_names().await,
+        tested,
+        "Virtual.Create's options and the options of this test differ: store a new option in \
+         StoredOptions (src/service/virtual_restore.rs) and check here that it survives a restart"
+    );
+    let path = client.virt.create(&every.to_string()).await.unwrap();
+    let old_key = client.virt.create(&fido20.to_string()).await.unwrap();
+    let before = client.info(&path).await;
+    let old_before = client.info(&old_key).await;
+    // The options show in GetInfo (so that a restart back to the defaults would show).
+    assert_eq!(before.aaguid, AAGUID);
+    assert_eq!(before.option_value("rk"), Some(false));
+    assert_eq!(before.option_value("clientPin"), Some(true));
+    assert_eq!(before.option_value("alwaysUv"), Some(true));
+    assert_ne!(before.option_value("largeBlobs"), Some(true));
+    assert_eq!(before.min_pin_length, Some(10));
+    assert!(before.versions.iter().any(|v| v == "FIDO_2_1"));
+    assert!(!old_before.versions.iter().any(|v| v == "FIDO_2_1"));
+    drop(client);
+    assert!(daemon.stop().success(), "{}", daemon.log_text());
+
+    let mut daemon = Daemon::start_in(&bus, "", &state);
+    let client = Client::new(&bus).await;
+    let listed = client.virt.list().await.unwrap();
+    assert!(
+        listed.contains(&(path.clone(), "every option".into())),
+        "{listed:?}"
+    );
+    assert_eq!(client.info(&path).await, before);
+    assert_eq!(client.info(&old_key).await, old_before);
+
+    // Served on its socket again; there it waits for Approve and attests itself (packed
+    // without a certificate).
+    let socket = client.virt.socket(&path).await.unwrap();
+    let pipe = SeqpacketPipe::connect(Path::new(&socket)).await.unwrap();
+    let mut device = Device::open(pipe, DeviceOptions::default()).await.unwrap();
+    let token = device
+        .pin_uv_auth_token(KEY_PIN, Permissions::MAKE_CREDENTIAL, Some("example.org"))
+        .await
+        .unwrap();
+    let mut request = make_credential::Request {
+        client_data_hash: vec![5; 32],
+        rp: PublicKeyCredentialRpEntity::new("example.org"),
+        user: PublicKeyCredentialUserEntity::new(b"every-option-user".to_vec()),
+        pub_key_cred_params: vec![PublicKeyCredentialParameters {
+            type_: "public-key".into(),
+            alg: -7,
+        }],
+        ..Default::default()
+    };
+    request.pin_uv_auth_param = Some(token.authenticate(&request.client_data_hash));
+    request.pin_uv_auth_protocol = Some(token.protocol().version());
+    let touch_needed = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&touch_needed);
+    let mut on_keepalive = move |status: KeepaliveStatus| {
+        if status == KeepaliveStatus::UPNEEDED {
+            seen.store(true, Ordering::SeqCst);
+        }
+    };
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let approve = async {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !touch_needed.load(Ordering::SeqCst) {
+            assert!(Instant::now() < deadline, "the restored key never waited");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        client.virt.approve(&path).await.unwrap()
+    };
+    let (made, was_waiting) = tokio::join!(
+        device.make_credential(&request, &cancel, &mut on_keepalive),
+        approve
+    );
+    assert!(was_waiting, "no presence request was waiting");
+    assert!(
+        matches!(
+            made.unwrap().att_stmt,
+            AttestationStatement::Packed { x5c: None, .. }
+        ),
+        "not self attestation"
+    );
+    // Not approved: the request ends after the stored 700 ms, not the default 30 s.
+    let started = Instant::now();
+    let unanswered = device.selection(&cancel, &mut |_| {}).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(600) && waited < Duration::from_secs(10),
+        "{waited:?}, {unanswered:?}"
+    );
+    drop(device);
+    drop(client);
+    assert!(daemon.stop().success(), "{}", daemon.log_text());
 }
