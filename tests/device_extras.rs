@@ -1,6 +1,7 @@
 //! The host driver's CTAP 2.1 extras against keygate's software key: long allowLists /
 //! excludeLists in batches of maxCredentialCountInList (also through the WebAuthn client),
-//! the typed authenticatorConfig and authenticatorLargeBlobs helpers, and those helpers
+//! the typed authenticatorConfig and authenticatorLargeBlobs helpers, the key's U2F APDU
+//! length cases (ISO 7816-4 §5.1) over CTAPHID_MSG, and those helpers
 //! against python-fido2's client-side `LargeBlobs` and `Config` (pinned 2.2.1, through
 //! tests/interop/ctap2_blobs_config.py over the key's SOCK_SEQPACKET socket; skipped unless
 //! `KEYGATE_PYTHON` is set, failing instead when `KEYGATE_REQUIRE_INTEROP=1`).
@@ -233,6 +234,56 @@ async fn allow_list_of_five_is_sent_in_batches_of_two() {
         )
         .await
         .unwrap();
+}
+
+/// The key's CTAPHID_MSG side takes every ISO 7816-4 case (1, 2S, 3S, 4S, 2E, 3E, 4E and the
+/// extended Lc = 0 form python-fido2 and libfido2 send) and answers a short "Lc = 0 then Le"
+/// (`CLA INS P1 P2 00 XX`, no such case) with 0x6700.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn u2f_apdus_in_every_iso_case_and_short_lc_zero_refused() {
+    let mut key = soft_key(SoftKeyOptions {
+        ctap: keygate::authenticator::CtapVersion::U2fOnly,
+        ..SoftKeyOptions::default()
+    })
+    .await;
+    let cancel = CancellationToken::new();
+    let version: [(&str, &[u8]); 5] = [
+        ("1", &[0, 3, 0, 0]),
+        ("2S", &[0, 3, 0, 0, 0]),
+        ("2E", &[0, 3, 0, 0, 0, 0, 0]),
+        (
+            "extended Lc 0 (python-fido2, libfido2)",
+            &[0, 3, 0, 0, 0, 0, 0, 0, 0],
+        ),
+        ("2S Le 0x40", &[0, 3, 0, 0, 0x40]),
+    ];
+    for (case, apdu) in version {
+        let reply = key.device.msg_raw(apdu, &cancel).await.unwrap();
+        assert_eq!(reply, b"U2F_V2\x90\x00", "case {case}");
+    }
+    let (challenge, application) = ([0x11u8; 32], [0x22u8; 32]);
+    let data = [challenge, application].concat();
+    let register: [(&str, Vec<u8>); 4] = [
+        ("3S", [&[0, 1, 0, 0, 64][..], &data].concat()),
+        ("4S", [&[0, 1, 0, 0, 64][..], &data, &[0]].concat()),
+        ("3E", [&[0, 1, 0, 0, 0, 0, 64][..], &data].concat()),
+        ("4E", [&[0, 1, 0, 0, 0, 0, 64][..], &data, &[0, 0]].concat()),
+    ];
+    for (case, apdu) in register {
+        let reply = key.device.msg_raw(&apdu, &cancel).await.unwrap();
+        assert_eq!(&reply[reply.len() - 2..], [0x90, 0x00], "case {case}");
+        assert_eq!(reply[0], 0x05, "case {case}: a registration response");
+    }
+    for apdu in [
+        [0u8, 3, 0, 0, 0, 0x10],
+        [0, 3, 0, 0, 0, 0],
+        [0, 1, 0, 0, 0, 0xFF],
+    ] {
+        let reply = key.device.msg_raw(&apdu, &cancel).await.unwrap();
+        assert_eq!(reply, [0x67, 0x00], "{apdu:02x?}");
+    }
+    // Our own host side still speaks to it.
+    assert_eq!(key.device.u2f_version().await.unwrap(), "U2F_V2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
