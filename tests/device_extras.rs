@@ -1,11 +1,15 @@
 //! The host driver's CTAP 2.1 extras against keygate's software key: long allowLists /
 //! excludeLists in batches of maxCredentialCountInList (also through the WebAuthn client),
-//! the typed authenticatorConfig and authenticatorLargeBlobs helpers, the key's U2F APDU
-//! length cases (ISO 7816-4 §5.1) over CTAPHID_MSG, and those helpers
+//! the typed authenticatorConfig and authenticatorLargeBlobs helpers, and those helpers
 //! against python-fido2's client-side `LargeBlobs` and `Config` (pinned 2.2.1, through
 //! tests/interop/ctap2_blobs_config.py over the key's SOCK_SEQPACKET socket; skipped unless
 //! `KEYGATE_PYTHON` is set, failing instead when `KEYGATE_REQUIRE_INTEROP=1`).
+//! Also: the key's U2F APDU length cases (ISO 7816-4 §5.1) over CTAPHID_MSG, and the list
+//! limits as options of `keygatectl virtual serve` (python-fido2's batching against it) and of
+//! `Virtual.Create` (keygated on a private dbus-daemon; skipped without `dbus-daemon`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod bus;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,8 +26,9 @@ use keygate::ctap2::{
     StatusCode,
 };
 use keygate::device::{Device, DeviceError, DeviceOptions};
-use keygate::hid::socket::SeqpacketListener;
+use keygate::hid::socket::{SeqpacketListener, SeqpacketPipe};
 use keygate::hid::{BoxFuture, HidError, PairEnd, ReportPipe, pair};
+use keygate::service::client::{VirtualProxy, error_name};
 use keygate::webauthn::psl::PublicSuffixList;
 use keygate::webauthn::{Authenticator, Scripted, WebAuthnClient, b64};
 use serde_json::json;
@@ -127,7 +132,7 @@ fn strangers(seed: u8, n: usize, len: usize) -> Vec<PublicKeyCredentialDescripto
         .collect()
 }
 
-async fn register(device: &mut Device<Tamper>) -> PublicKeyCredentialDescriptor {
+async fn register<P: ReportPipe>(device: &mut Device<P>) -> PublicKeyCredentialDescriptor {
     let cancel = CancellationToken::new();
     let made = device
         .make_credential(&registration(None), &cancel, &mut |_| {})
@@ -722,4 +727,172 @@ async fn large_blobs_and_config_interoperate_with_python_fido2() {
     assert_eq!(info.min_pin_length, Some(8));
     assert_eq!(info.option_value("alwaysUv"), Some(true));
     assert_eq!(info.force_pin_change, Some(false));
+}
+
+// ---- the limits as options of `keygatectl virtual serve` and of Virtual.Create -------------
+
+/// A `keygatectl --json virtual serve --socket` in a temp dir, SIGTERMed and reaped on drop.
+struct ServeCli {
+    child: std::process::Child,
+    status: serde_json::Value,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ServeCli {
+    fn start(extra: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("key.sock");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keygatectl"))
+            .args(["--json", "virtual", "serve", "--socket"])
+            .arg(&socket)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let status = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        Self {
+            child,
+            status,
+            socket,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for ServeCli {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+/// The key's GetInfo limits (maxCredentialCountInList, maxCredentialIdLength) over `pipe`.
+async fn listed_limits<P: ReportPipe>(device: &mut Device<P>) -> (Option<u64>, Option<u64>) {
+    let info = device.refresh_info().await.unwrap();
+    (
+        info.max_credential_count_in_list,
+        info.max_credential_id_length,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_serve_limits_reach_python_fido2_which_finds_the_last_batch() {
+    // Out of range or not a number: a clear error and exit status, no panic, no socket.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("refused.sock");
+    for (flag, value, want) in [
+        (
+            "--max-credential-count-in-list",
+            "0",
+            "maxCredentialCountInList must be at least 1",
+        ),
+        (
+            "--max-credential-id-length",
+            "64",
+            "maxCredentialIdLength must be at least 96",
+        ),
+        (
+            "--max-credential-count-in-list",
+            "two",
+            "invalid value 'two'",
+        ),
+        (
+            "--max-credential-id-length",
+            "-1",
+            "unexpected argument '-1'",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keygatectl"))
+            .args(["virtual", "serve", "--socket"])
+            .arg(&socket)
+            .args([flag, value])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag} {value} accepted");
+        assert!(stderr.contains(want), "{flag} {value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!socket.exists());
+    }
+
+    let served = ServeCli::start(&[
+        "--max-credential-count-in-list",
+        "2",
+        "--max-credential-id-length",
+        "100",
+    ]);
+    assert_eq!(served.status["max_credential_count_in_list"], 2);
+    assert_eq!(served.status["max_credential_id_length"], 100);
+    let pipe = SeqpacketPipe::connect(&served.socket).await.unwrap();
+    let mut device = Device::open(pipe, DeviceOptions::default()).await.unwrap();
+    assert_eq!(listed_limits(&mut device).await, (Some(2), Some(100)));
+    let ours = register(&mut device).await;
+    let Some(python) = python() else { return };
+    // python-fido2's client: a raw allowList of 5 is refused, its batching finds `ours` in the
+    // last batch ([s0 s1] [s2 s3] [ours]), and the same excludeList refuses a registration.
+    let got = fido2(
+        &python,
+        &served.socket,
+        "",
+        &["filter", &hex::encode(&ours.id)],
+    )
+    .await;
+    assert_eq!(got, "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_create_takes_the_list_limits() {
+    if bus::skip_without("dbus-daemon") {
+        return;
+    }
+    let bus = bus::Bus::session();
+    let _daemon = bus::Daemon::start(&bus, "");
+    let conn = bus.connect().await;
+    let virt = VirtualProxy::new(&conn).await.unwrap();
+    let path = virt
+        .create(r#"{"socket": true, "max_credential_count_in_list": 3, "max_credential_id_length": 100}"#)
+        .await
+        .unwrap();
+    let socket = virt.socket(&path).await.unwrap();
+    let pipe = SeqpacketPipe::connect(Path::new(&socket)).await.unwrap();
+    let mut device = Device::open(pipe, DeviceOptions::default()).await.unwrap();
+    assert_eq!(listed_limits(&mut device).await, (Some(3), Some(100)));
+    // Enforced: a list of 4 is refused whole, and the driver batches it.
+    let ours = register(&mut device).await;
+    let mut allow = strangers(0x40, 3, 64);
+    allow.push(ours.clone());
+    let cancel = CancellationToken::new();
+    let raw = device
+        .cbor_raw(&assertion(allow.clone()).encode(), &cancel, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(raw, [StatusCode::CTAP2_ERR_LIMIT_EXCEEDED.0]);
+    let signed = device
+        .get_assertion(&assertion(allow), &cancel, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(signed.credential.unwrap().id, ours.id);
+
+    for bad in [
+        r#"{"max_credential_count_in_list": 0}"#,
+        r#"{"max_credential_id_length": 95}"#,
+        r#"{"max_credential_id_length": -1}"#,
+        r#"{"max_credential_count_in_list": "two"}"#,
+    ] {
+        let err = virt.create(bad).await.unwrap_err();
+        assert_eq!(
+            error_name(&err).as_deref(),
+            Some("org.keygate.Keygate1.Error.InvalidArgs"),
+            "{bad}: {err}"
+        );
+    }
+    virt.remove(&path).await.unwrap();
 }

@@ -45,6 +45,10 @@ struct CreateOptions {
     min_pin_length: Option<u8>,
     large_blobs: Option<bool>,
     aaguid: Option<String>,
+    /// maxCredentialCountInList the key reports and enforces (CTAP 2.1 §6.4; at least 1).
+    max_credential_count_in_list: Option<usize>,
+    /// maxCredentialIdLength the key reports and enforces (at least its own longest ID).
+    max_credential_id_length: Option<usize>,
     socket: Option<bool>,
     uhid: Option<bool>,
 }
@@ -97,6 +101,12 @@ fn build_options(options: &CreateOptions) -> Result<(SoftKeyOptions, PresencePol
     }
     if let Some(aaguid) = &options.aaguid {
         soft.aaguid = SoftKeyOptions::parse_aaguid(aaguid).map_err(invalid)?;
+    }
+    if let Some(count) = options.max_credential_count_in_list {
+        soft.max_credential_count_in_list = count;
+    }
+    if let Some(length) = options.max_credential_id_length {
+        soft.max_credential_id_length = length;
     }
     soft.initial_pin = options.pin.clone();
     soft.validate().map_err(invalid)?;
