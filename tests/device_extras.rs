@@ -4,7 +4,8 @@
 //! against python-fido2's client-side `LargeBlobs` and `Config` (pinned 2.2.1, through
 //! tests/interop/ctap2_blobs_config.py over the key's SOCK_SEQPACKET socket; skipped unless
 //! `KEYGATE_PYTHON` is set, failing instead when `KEYGATE_REQUIRE_INTEROP=1`).
-//! Also: the key's U2F APDU length cases (ISO 7816-4 §5.1) over CTAPHID_MSG, and the list
+//! Also: several keys at once (`first_touched`, `race_cbor`), each with its list fitted to its
+//! own limits; the key's U2F APDU length cases (ISO 7816-4 §5.1) over CTAPHID_MSG, and the list
 //! limits as options of `keygatectl virtual serve` (python-fido2's batching against it) and of
 //! `Virtual.Create` (keygated on a private dbus-daemon; skipped without `dbus-daemon`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -67,16 +68,16 @@ struct Key {
     tamper: Arc<AtomicBool>,
     shared: SharedSoftKey,
     shutdown: CancellationToken,
-}
-
-impl Drop for Key {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    /// Cancels `shutdown` when the key goes (also when its device was moved out).
+    _stop: tokio_util::sync::DropGuard,
 }
 
 async fn soft_key(options: SoftKeyOptions) -> Key {
-    let shared = SharedSoftKey::new(SoftKey::new(options).unwrap(), PresencePolicy::AutoApprove);
+    soft_key_with(options, PresencePolicy::AutoApprove).await
+}
+
+async fn soft_key_with(options: SoftKeyOptions, presence: PresencePolicy) -> Key {
+    let shared = SharedSoftKey::new(SoftKey::new(options).unwrap(), presence);
     let (host, device_end) = pair();
     let shutdown = CancellationToken::new();
     tokio::spawn(serve(device_end, shared.clone(), shutdown.clone()));
@@ -90,6 +91,7 @@ async fn soft_key(options: SoftKeyOptions) -> Key {
         device,
         tamper,
         shared,
+        _stop: shutdown.clone().drop_guard(),
         shutdown,
     }
 }
@@ -289,6 +291,92 @@ async fn u2f_apdus_in_every_iso_case_and_short_lc_zero_refused() {
     }
     // Our own host side still speaks to it.
     assert_eq!(key.device.u2f_version().await.unwrap(), "U2F_V2");
+}
+
+/// Several keys at once (`first_touched`, `race_cbor`): each key gets the list fitted to its
+/// own limits. The credential lives on the key with the smaller limits (2 per list, IDs up to
+/// 100 bytes), beyond its first batch; the other key (4 per list, IDs up to 128) holds none of
+/// them and waits for a touch that never comes, so it must end Cancelled rather than refuse
+/// the list (LIMIT_EXCEEDED) or answer NO_CREDENTIALS first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_keys_each_get_the_list_fitted_to_their_limits() {
+    use keygate::device::first_touched;
+    let roomy = SoftKeyOptions {
+        max_credential_count_in_list: 4,
+        max_credential_id_length: 128,
+        ..SoftKeyOptions::default()
+    };
+    let tight = SoftKeyOptions {
+        max_credential_count_in_list: 2,
+        max_credential_id_length: 100,
+        ..SoftKeyOptions::default()
+    };
+    let untouched = PresencePolicy::WaitForApproval {
+        timeout: std::time::Duration::from_secs(60),
+    };
+    let other = soft_key_with(roomy, untouched).await;
+    let mut holder = soft_key(tight).await;
+    let ours = register(&mut holder.device).await;
+    // Batches on the holder: the 120-byte ID dropped, then [s0 s1] [s2 s3] [ours].
+    // On the other key: [s0 s1 s2 s3] [long ours], no match, so a touch is awaited.
+    let mut list = strangers(0x40, 4, 64);
+    list.push(PublicKeyCredentialDescriptor::public_key(vec![0x77; 120]));
+    list.push(ours.clone());
+    let mut devices = [other.device, holder.device];
+    let cancel = CancellationToken::new();
+    let within = std::time::Duration::from_secs(20);
+
+    let request = assertion(list.clone());
+    let race = first_touched(&mut devices, &request, &cancel);
+    let (winner, reply) = tokio::time::timeout(within, race).await.unwrap().unwrap();
+    assert_eq!(winner, 1);
+    let signed = reply.unwrap();
+    assert_eq!(signed.credential.unwrap().id, ours.id);
+    assert_ne!(
+        AuthenticatorData::parse(&signed.auth_data).unwrap().flags.0 & AuthenticatorDataFlags::UP,
+        0
+    );
+
+    // The excludeList the same way: the holder answers CREDENTIAL_EXCLUDED after its touch.
+    let request = registration(Some(list.clone()));
+    let race = first_touched(&mut devices, &request, &cancel);
+    let (winner, reply) = tokio::time::timeout(within, race).await.unwrap().unwrap();
+    assert_eq!(winner, 1);
+    assert_eq!(
+        reply.unwrap_err().status(),
+        Some(StatusCode::CTAP2_ERR_CREDENTIAL_EXCLUDED)
+    );
+
+    // race_cbor itself, with the loser's result: cancelled while waiting, not refused.
+    let bytes = assertion(list).encode();
+    let race = keygate::device::race_cbor(&mut devices, |_| Ok(bytes.clone()), &cancel);
+    let outcome = tokio::time::timeout(within, race).await.unwrap();
+    assert_eq!(outcome.winner, Some(1));
+    assert!(
+        matches!(outcome.results[0], Err(DeviceError::Cancelled)),
+        "{:?}",
+        outcome.results[0]
+    );
+
+    // The user touches the key without the credential: it answers NO_CREDENTIALS only then
+    // (asked for a touch, not the assertion it would refuse at once), and that ends the race.
+    other
+        .shared
+        .presence()
+        .set_policy(PresencePolicy::AutoApprove);
+    holder.shared.presence().set_policy(untouched);
+    let race = keygate::device::race_cbor(&mut devices, |_| Ok(bytes.clone()), &cancel);
+    let outcome = tokio::time::timeout(within, race).await.unwrap();
+    assert_eq!(outcome.winner, Some(0));
+    assert_eq!(
+        outcome.results[0].as_ref().unwrap(),
+        &[StatusCode::CTAP2_ERR_NO_CREDENTIALS.0]
+    );
+    assert!(
+        matches!(outcome.results[1], Err(DeviceError::Cancelled)),
+        "{:?}",
+        outcome.results[1]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
