@@ -232,7 +232,8 @@ impl Virtual {
     /// `options_json` (all optional): `{"name", "pin", "resident_keys", "client_pin",
     /// "presence": "auto"|"deny"|"wait", "presence_timeout_ms", "attestation":
     /// "none"|"self"|"packed", "ctap": "2.1"|"2.0"|"u2f", "always_uv", "min_pin_length",
-    /// "large_blobs", "aaguid", "socket", "uhid", "persist"}`. `"socket": true` also serves the
+    /// "large_blobs", "aaguid", "max_credential_count_in_list", "max_credential_id_length",
+    /// "socket", "uhid", "persist"}`. `"socket": true` also serves the
     /// key on a SOCK_SEQPACKET socket under keygated's runtime directory (see `Socket`);
     /// `"uhid": true` also makes it a kernel HID device (NotAvailable when keygated may not write
     /// /dev/uhid). `"persist": true` keeps the key (credentials, counter, PIN, transports) in the
