@@ -13,6 +13,8 @@
 //!   MakeCredential) and, touched, answers CTAP2_ERR_NO_CREDENTIALS: a CTAP 2.1 key answers
 //!   NO_CREDENTIALS before asking for presence (§6.2.2), which would otherwise end the race
 //!   before the user touched the key that holds the credential.
+//! - GetAssertion without an allowList (discoverable credentials): one silent probe for the
+//!   rpId; a key that holds none is asked for a touch the same way.
 //!
 //! Other requests, and bytes that do not decode as a request, go out unchanged (the key judges
 //! them). A fitted request is re-encoded from its decoded form, which keeps every member the
@@ -66,11 +68,11 @@ impl<P: ReportPipe> Device<P> {
         request: &get_assertion::Request,
         cancel: &CancellationToken,
     ) -> Result<RaceAssertion, DeviceError> {
-        let (Some(list), Some(info)) = (
-            request.allow_list.as_ref().filter(|list| !list.is_empty()),
-            &self.info,
-        ) else {
+        let Some(info) = &self.info else {
             return Ok(RaceAssertion::Unchanged);
+        };
+        let Some(list) = request.allow_list.as_ref().filter(|list| !list.is_empty()) else {
+            return self.race_discoverable(request, cancel).await;
         };
         let usable = credential_list::usable(info, list);
         let batch = credential_list::max_count_in_list(info).unwrap_or(usable.len());
@@ -85,6 +87,33 @@ impl<P: ReportPipe> Device<P> {
             })),
             None => RaceAssertion::NoMatch,
         })
+    }
+
+    /// Whether this key holds a discoverable credential for the request's rpId: one silent
+    /// GetAssertion (`up = false`, without `uv` so that no built-in UV prompt appears, with the
+    /// request's pinUvAuthParam so that credProtect-2 credentials count).
+    async fn race_discoverable(
+        &mut self,
+        request: &get_assertion::Request,
+        cancel: &CancellationToken,
+    ) -> Result<RaceAssertion, DeviceError> {
+        let mut options = request.options.clone().unwrap_or_default();
+        options.remove("uv");
+        options.insert("up".to_owned(), false);
+        let probe = get_assertion::Request {
+            allow_list: None,
+            extensions: None,
+            options: Some(options),
+            ..request.clone()
+        };
+        let reply = self.cbor_raw(&probe.encode(), cancel, &mut |_| {}).await?;
+        Ok(
+            if reply.first() == Some(&StatusCode::CTAP2_ERR_NO_CREDENTIALS.0) {
+                RaceAssertion::NoMatch
+            } else {
+                RaceAssertion::Unchanged
+            },
+        )
     }
 
     /// Waits for a touch on a key that holds none of the credentials asked for: touched, the
@@ -108,7 +137,8 @@ impl<P: ReportPipe> Device<P> {
 enum RaceAssertion {
     /// This request: the allowList cut to the one credential the key holds.
     Send(Box<get_assertion::Request>),
-    /// The request as it is (no allowList, or no GetInfo to fit it to).
+    /// The request as it is (a key with discoverable credentials for the rpId, or no GetInfo
+    /// to fit the request to).
     Unchanged,
     /// The key holds none of the listed credentials.
     NoMatch,

@@ -379,6 +379,36 @@ async fn several_keys_each_get_the_list_fitted_to_their_limits() {
     );
 }
 
+/// Without an allowList (discoverable credentials), a key that holds none for the rpId waits
+/// for a touch instead of ending the race with an immediate NO_CREDENTIALS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discoverable_race_waits_for_the_key_that_holds_a_credential() {
+    let untouched = PresencePolicy::WaitForApproval {
+        timeout: std::time::Duration::from_secs(60),
+    };
+    let empty = soft_key_with(SoftKeyOptions::default(), untouched).await;
+    let mut holder = soft_key(SoftKeyOptions::default()).await;
+    let cancel = CancellationToken::new();
+    let mut resident = registration(None);
+    resident.options = Some([("rk".to_owned(), true)].into());
+    holder
+        .device
+        .make_credential(&resident, &cancel, &mut |_| {})
+        .await
+        .unwrap();
+    let mut devices = [empty.device, holder.device];
+    let request = get_assertion::Request {
+        allow_list: None,
+        ..assertion(Vec::new())
+    };
+    let race = keygate::device::first_touched(&mut devices, &request, &cancel);
+    let within = std::time::Duration::from_secs(20);
+    let (winner, reply) = tokio::time::timeout(within, race).await.unwrap().unwrap();
+    assert_eq!(winner, 1);
+    let signed = reply.unwrap();
+    assert_eq!(signed.user.unwrap().id, b"user-1".to_vec());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_with_a_pin_uv_auth_token_find_uv_only_credentials() {
     let mut key = soft_key(SoftKeyOptions {
