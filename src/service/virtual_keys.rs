@@ -46,6 +46,10 @@ struct CreateOptions {
     min_pin_length: Option<u8>,
     large_blobs: Option<bool>,
     aaguid: Option<String>,
+    /// maxCredentialCountInList the key reports and enforces (CTAP 2.1 §6.4; at least 1).
+    max_credential_count_in_list: Option<usize>,
+    /// maxCredentialIdLength the key reports and enforces (at least its own longest ID).
+    max_credential_id_length: Option<usize>,
     persist: Option<bool>,
     socket: Option<bool>,
     uhid: Option<bool>,
@@ -99,6 +103,12 @@ fn build_options(options: &CreateOptions) -> Result<(SoftKeyOptions, PresencePol
     }
     if let Some(aaguid) = &options.aaguid {
         soft.aaguid = SoftKeyOptions::parse_aaguid(aaguid).map_err(invalid)?;
+    }
+    if let Some(count) = options.max_credential_count_in_list {
+        soft.max_credential_count_in_list = count;
+    }
+    if let Some(length) = options.max_credential_id_length {
+        soft.max_credential_id_length = length;
     }
     soft.initial_pin = options.pin.clone();
     soft.validate().map_err(invalid)?;
@@ -222,7 +232,8 @@ impl Virtual {
     /// `options_json` (all optional): `{"name", "pin", "resident_keys", "client_pin",
     /// "presence": "auto"|"deny"|"wait", "presence_timeout_ms", "attestation":
     /// "none"|"self"|"packed", "ctap": "2.1"|"2.0"|"u2f", "always_uv", "min_pin_length",
-    /// "large_blobs", "aaguid", "socket", "uhid", "persist"}`. `"socket": true` also serves the
+    /// "large_blobs", "aaguid", "max_credential_count_in_list", "max_credential_id_length",
+    /// "socket", "uhid", "persist"}`. `"socket": true` also serves the
     /// key on a SOCK_SEQPACKET socket under keygated's runtime directory (see `Socket`);
     /// `"uhid": true` also makes it a kernel HID device (NotAvailable when keygated may not write
     /// /dev/uhid). `"persist": true` keeps the key (credentials, counter, PIN, transports) in the
