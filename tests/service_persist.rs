@@ -551,6 +551,8 @@ async fn every_create_option_survives_a_restart() {
         "min_pin_length": 10,
         "large_blobs": false,
         "aaguid": "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a5a",
+        "max_credential_count_in_list": 3,
+        "max_credential_id_length": 200,
         "persist": true,
         "socket": true,
     });
@@ -589,6 +591,8 @@ async fn every_create_option_survives_a_restart() {
     assert_eq!(before.option_value("alwaysUv"), Some(true));
     assert_ne!(before.option_value("largeBlobs"), Some(true));
     assert_eq!(before.min_pin_length, Some(10));
+    assert_eq!(before.max_credential_count_in_list, Some(3));
+    assert_eq!(before.max_credential_id_length, Some(200));
     assert!(before.versions.iter().any(|v| v == "FIDO_2_1"));
     assert!(!old_before.versions.iter().any(|v| v == "FIDO_2_1"));
     drop(client);
