@@ -33,6 +33,7 @@ import http.server
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,6 +70,7 @@ class DevTools:
         self.from_chrome, from_chrome_w = os.pipe()
         profile = os.path.join(workdir, "profile")
         os.makedirs(profile, exist_ok=True)
+        self.profile = profile
         args = [
             chromium,
             "--headless",
@@ -272,6 +274,8 @@ def main() -> int:
         tools.close()
         for server in servers.values():
             server.shutdown()
+        # The profile goes with Chromium, also when the caller died before it could clean up.
+        shutil.rmtree(tools.profile, ignore_errors=True)
     return 0
 
 
