@@ -12,6 +12,8 @@
 //!    padding, and the browser's own decoding (clientDataJSON, CBOR attestation object, SPKI key
 //!    through WebCrypto, the assertion signature through WebCrypto) finds nothing wrong; the RP
 //!    verifies both.
+//! 3. The same invalid requests to both clients: the DOMException names of WebAuthn L3, which
+//!    Chromium must give, and ours too except for the divergences listed in [`error_cases`].
 //!
 //! Interop rule: without chromium (or `KEYGATE_CHROMIUM`) the tests print
 //! `skipped: chromium not found`, unless `KEYGATE_REQUIRE_INTEROP=1`, then they fail.
@@ -388,6 +390,13 @@ async fn chromium_registers_and_authenticates_at_our_relying_party() {
     assert!(message.contains("origin does not match"), "{message}");
 
     // The refusals left alice's credential usable, its counter where it was.
+    let stored: Value =
+        serde_json::from_str(&rp.credentials(RP_ID, "alice").await.unwrap()).unwrap();
+    assert_eq!(
+        stored[0]["counter"].as_u64(),
+        Some(last_counter),
+        "{stored}"
+    );
     let (ceremony, options) = rp.start_authentication(RP_ID, "alice").await.unwrap();
     let assertion = browser.ceremony(Site::Listed, "get", &public_key_options(&options));
     let result: Value =
