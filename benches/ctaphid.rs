@@ -210,12 +210,7 @@ fn mc_request(n: u64) -> make_credential::Request {
             type_: "public-key".into(),
             alg: -7,
         }],
-        exclude_list: None,
-        extensions: None,
-        options: None,
-        pin_uv_auth_param: None,
-        pin_uv_auth_protocol: None,
-        enterprise_attestation: None,
+        ..Default::default()
     }
 }
 
@@ -246,10 +241,7 @@ async fn measure_softkey<P: ReportPipe>(name: &str, device: &mut Device<P>) {
         rp_id: "bench.example".into(),
         client_data_hash: vec![9; 32],
         allow_list: Some(vec![PublicKeyCredentialDescriptor::public_key(credential)]),
-        extensions: None,
-        options: None,
-        pin_uv_auth_param: None,
-        pin_uv_auth_protocol: None,
+        ..Default::default()
     };
     let mut samples = Vec::new();
     let started = Instant::now();

@@ -72,12 +72,7 @@ fn mc_request() -> Vec<u8> {
             type_: "public-key".into(),
             alg: -7,
         }],
-        exclude_list: None,
-        extensions: None,
-        options: None,
-        pin_uv_auth_param: None,
-        pin_uv_auth_protocol: None,
-        enterprise_attestation: None,
+        ..Default::default()
     }
     .encode()
 }
@@ -89,10 +84,7 @@ fn ga_request(credential_id: &[u8]) -> Vec<u8> {
         allow_list: Some(vec![PublicKeyCredentialDescriptor::public_key(
             credential_id.to_vec(),
         )]),
-        extensions: None,
-        options: None,
-        pin_uv_auth_param: None,
-        pin_uv_auth_protocol: None,
+        ..Default::default()
     }
     .encode()
 }

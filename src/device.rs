@@ -57,6 +57,8 @@ use crate::secret::Secret;
 mod blobs;
 #[path = "device_config.rs"]
 mod config;
+#[path = "device_race.rs"]
+mod race;
 
 /// An error of the host driver.
 #[derive(Debug, thiserror::Error)]
@@ -521,14 +523,7 @@ impl<P: ReportPipe> Device<P> {
         let Some(list) = &request.exclude_list else {
             return Ok(None);
         };
-        let probe = PreflightProbe {
-            rp_id: &request.rp.id,
-            client_data_hash: &request.client_data_hash,
-            pin_uv_auth: request
-                .pin_uv_auth_param
-                .clone()
-                .zip(request.pin_uv_auth_protocol),
-        };
+        let probe = PreflightProbe::for_registration(request);
         let fitted = self.fit_list(list, probe, cancel).await?;
         Ok(fitted.map(|exclude| make_credential::Request {
             exclude_list: (!exclude.is_empty()).then_some(exclude),
@@ -548,14 +543,7 @@ impl<P: ReportPipe> Device<P> {
         let Some(list) = request.allow_list.as_ref().filter(|list| !list.is_empty()) else {
             return Ok(None);
         };
-        let probe = PreflightProbe {
-            rp_id: &request.rp_id,
-            client_data_hash: &request.client_data_hash,
-            pin_uv_auth: request
-                .pin_uv_auth_param
-                .clone()
-                .zip(request.pin_uv_auth_protocol),
-        };
+        let probe = PreflightProbe::for_assertion(request);
         let fitted = self.fit_list(list, probe, cancel).await?;
         Ok(fitted.map(|allow| get_assertion::Request {
             allow_list: Some(if allow.is_empty() {
@@ -584,10 +572,7 @@ impl<P: ReportPipe> Device<P> {
             .as_ref()
             .ok_or(DeviceError::Unsupported("pre-flight on a CTAP1-only key"))?;
         let usable = credential_list::usable(info, list);
-        let batch = info
-            .max_credential_count_in_list
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(1);
+        let batch = credential_list::max_count_in_list(info).unwrap_or(1);
         let client_data_hash = [0u8; 32];
         let auth = token.map(|token| {
             (
@@ -1194,6 +1179,41 @@ pub(crate) struct PreflightProbe<'a> {
     pub pin_uv_auth: Option<(Vec<u8>, u64)>,
 }
 
+impl<'a> PreflightProbe<'a> {
+    /// The probes of a GetAssertion's allowList: its rpId, clientDataHash and pinUvAuth.
+    pub(crate) fn for_assertion(request: &'a get_assertion::Request) -> Self {
+        Self::from_request(
+            &request.rp_id,
+            &request.client_data_hash,
+            request.pin_uv_auth_param.as_ref(),
+            request.pin_uv_auth_protocol,
+        )
+    }
+
+    /// The probes of a MakeCredential's excludeList: its rp.id, clientDataHash and pinUvAuth.
+    pub(crate) fn for_registration(request: &'a make_credential::Request) -> Self {
+        Self::from_request(
+            &request.rp.id,
+            &request.client_data_hash,
+            request.pin_uv_auth_param.as_ref(),
+            request.pin_uv_auth_protocol,
+        )
+    }
+
+    fn from_request(
+        rp_id: &'a str,
+        client_data_hash: &'a [u8],
+        pin_uv_auth_param: Option<&Vec<u8>>,
+        pin_uv_auth_protocol: Option<u64>,
+    ) -> Self {
+        Self {
+            rp_id,
+            client_data_hash,
+            pin_uv_auth: pin_uv_auth_param.cloned().zip(pin_uv_auth_protocol),
+        }
+    }
+}
+
 /// Drives a [`Preflight`] (`ctap2::credential_list`) to its end over any CTAP2 sender:
 /// `send` issues one GetAssertion on `target` (the driver here, the WebAuthn client's session),
 /// `status` extracts the CTAP status from its errors; other errors end the pre-flight.
@@ -1338,21 +1358,29 @@ pub struct RaceOutcome<T> {
 }
 
 /// Whether a raw CTAP2 reply (status byte + CBOR) shows the user touched the device.
-fn touched(reply: &Result<Vec<u8>, DeviceError>) -> bool {
-    match reply {
-        Ok(bytes) => match bytes.first() {
-            Some(0) => true,
-            Some(&status) => is_touch_status(StatusCode(status)),
-            None => false,
-        },
-        Err(_) => false,
+fn reply_touched(reply: &[u8]) -> bool {
+    match reply.first() {
+        Some(0) => true,
+        Some(&status) => is_touch_status(StatusCode(status)),
+        None => false,
     }
+}
+
+/// [`reply_touched`] of a transaction's outcome.
+fn touched(reply: &Result<Vec<u8>, DeviceError>) -> bool {
+    reply.as_deref().is_ok_and(reply_touched)
 }
 
 /// Send a CTAP2 request to every device at once (`request` builds each device's bytes, e.g.
 /// with its own pinUvAuthParam); the first device whose reply shows a touch wins and every
 /// other device still waiting gets CTAPHID_CANCEL. Cancelling `cancel` cancels them all.
 /// Results are raw replies (status byte + CBOR).
+///
+/// A MakeCredential's excludeList and a GetAssertion's allowList are fitted to each device's
+/// own maxCredentialCountInList / maxCredentialIdLength first, all devices at once; a device
+/// that holds none of an allowList's credentials waits for a touch and then answers
+/// NO_CREDENTIALS (see `device_race.rs`). A winner's touch also cancels the pre-flights still
+/// running on the others.
 pub async fn race_cbor<P: ReportPipe>(
     devices: &mut [Device<P>],
     request: impl Fn(&Device<P>) -> Result<Vec<u8>, DeviceError>,
@@ -1372,7 +1400,7 @@ pub async fn race_cbor<P: ReportPipe>(
             Ok(bytes) => {
                 let token = tokens[index].clone();
                 pending.push(Some(Box::pin(async move {
-                    device.cbor_raw(&bytes, &token, &mut |_| {}).await
+                    device.race_exchange(bytes, &token).await
                 })));
             }
             Err(err) => {
@@ -1436,7 +1464,7 @@ pub async fn select_device<P: ReportPipe>(
 
 /// Run a typed command on every key at once; the first key touched answers, the others get
 /// CTAPHID_CANCEL. Returns the winner's index and its decoded reply (which may be a touch
-/// status error such as CREDENTIAL_EXCLUDED).
+/// status error such as CREDENTIAL_EXCLUDED). Lists are fitted to each key ([`race_cbor`]).
 pub async fn first_touched<P: ReportPipe, C: Command>(
     devices: &mut [Device<P>],
     request: &C,

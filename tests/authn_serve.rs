@@ -34,12 +34,7 @@ fn make_credential() -> Vec<u8> {
             type_: "public-key".into(),
             alg: -7,
         }],
-        exclude_list: None,
-        extensions: None,
-        options: None,
-        pin_uv_auth_param: None,
-        pin_uv_auth_protocol: None,
-        enterprise_attestation: None,
+        ..Default::default()
     }
     .encode()
 }

@@ -4,7 +4,13 @@
 //! against python-fido2's client-side `LargeBlobs` and `Config` (pinned 2.2.1, through
 //! tests/interop/ctap2_blobs_config.py over the key's SOCK_SEQPACKET socket; skipped unless
 //! `KEYGATE_PYTHON` is set, failing instead when `KEYGATE_REQUIRE_INTEROP=1`).
+//! Also: several keys at once (`first_touched`, `race_cbor`), each with its list fitted to its
+//! own limits; the key's U2F APDU length cases (ISO 7816-4 §5.1) over CTAPHID_MSG, and the list
+//! limits as options of `keygatectl virtual serve` (python-fido2's batching against it) and of
+//! `Virtual.Create` (keygated on a private dbus-daemon; skipped without `dbus-daemon`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod bus;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,8 +27,9 @@ use keygate::ctap2::{
     StatusCode,
 };
 use keygate::device::{Device, DeviceError, DeviceOptions};
-use keygate::hid::socket::SeqpacketListener;
+use keygate::hid::socket::{SeqpacketListener, SeqpacketPipe};
 use keygate::hid::{BoxFuture, HidError, PairEnd, ReportPipe, pair};
+use keygate::service::client::{VirtualProxy, error_name};
 use keygate::webauthn::psl::PublicSuffixList;
 use keygate::webauthn::{Authenticator, Scripted, WebAuthnClient, b64};
 use serde_json::json;
@@ -61,16 +68,16 @@ struct Key {
     tamper: Arc<AtomicBool>,
     shared: SharedSoftKey,
     shutdown: CancellationToken,
-}
-
-impl Drop for Key {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+    /// Cancels `shutdown` when the key goes (also when its device was moved out).
+    _stop: tokio_util::sync::DropGuard,
 }
 
 async fn soft_key(options: SoftKeyOptions) -> Key {
-    let shared = SharedSoftKey::new(SoftKey::new(options).unwrap(), PresencePolicy::AutoApprove);
+    soft_key_with(options, PresencePolicy::AutoApprove).await
+}
+
+async fn soft_key_with(options: SoftKeyOptions, presence: PresencePolicy) -> Key {
+    let shared = SharedSoftKey::new(SoftKey::new(options).unwrap(), presence);
     let (host, device_end) = pair();
     let shutdown = CancellationToken::new();
     tokio::spawn(serve(device_end, shared.clone(), shutdown.clone()));
@@ -84,6 +91,7 @@ async fn soft_key(options: SoftKeyOptions) -> Key {
         device,
         tamper,
         shared,
+        _stop: shutdown.clone().drop_guard(),
         shutdown,
     }
 }
@@ -126,7 +134,7 @@ fn strangers(seed: u8, n: usize, len: usize) -> Vec<PublicKeyCredentialDescripto
         .collect()
 }
 
-async fn register(device: &mut Device<Tamper>) -> PublicKeyCredentialDescriptor {
+async fn register<P: ReportPipe>(device: &mut Device<P>) -> PublicKeyCredentialDescriptor {
     let cancel = CancellationToken::new();
     let made = device
         .make_credential(&registration(None), &cancel, &mut |_| {})
@@ -233,6 +241,172 @@ async fn allow_list_of_five_is_sent_in_batches_of_two() {
         )
         .await
         .unwrap();
+}
+
+/// The key's CTAPHID_MSG side takes every ISO 7816-4 case (1, 2S, 3S, 4S, 2E, 3E, 4E and the
+/// extended Lc = 0 form python-fido2 and libfido2 send) and answers a short "Lc = 0 then Le"
+/// (`CLA INS P1 P2 00 XX`, no such case) with 0x6700.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn u2f_apdus_in_every_iso_case_and_short_lc_zero_refused() {
+    let mut key = soft_key(SoftKeyOptions {
+        ctap: keygate::authenticator::CtapVersion::U2fOnly,
+        ..SoftKeyOptions::default()
+    })
+    .await;
+    let cancel = CancellationToken::new();
+    let version: [(&str, &[u8]); 5] = [
+        ("1", &[0, 3, 0, 0]),
+        ("2S", &[0, 3, 0, 0, 0]),
+        ("2E", &[0, 3, 0, 0, 0, 0, 0]),
+        (
+            "extended Lc 0 (python-fido2, libfido2)",
+            &[0, 3, 0, 0, 0, 0, 0, 0, 0],
+        ),
+        ("2S Le 0x40", &[0, 3, 0, 0, 0x40]),
+    ];
+    for (case, apdu) in version {
+        let reply = key.device.msg_raw(apdu, &cancel).await.unwrap();
+        assert_eq!(reply, b"U2F_V2\x90\x00", "case {case}");
+    }
+    let (challenge, application) = ([0x11u8; 32], [0x22u8; 32]);
+    let data = [challenge, application].concat();
+    let register: [(&str, Vec<u8>); 4] = [
+        ("3S", [&[0, 1, 0, 0, 64][..], &data].concat()),
+        ("4S", [&[0, 1, 0, 0, 64][..], &data, &[0]].concat()),
+        ("3E", [&[0, 1, 0, 0, 0, 0, 64][..], &data].concat()),
+        ("4E", [&[0, 1, 0, 0, 0, 0, 64][..], &data, &[0, 0]].concat()),
+    ];
+    for (case, apdu) in register {
+        let reply = key.device.msg_raw(&apdu, &cancel).await.unwrap();
+        assert_eq!(&reply[reply.len() - 2..], [0x90, 0x00], "case {case}");
+        assert_eq!(reply[0], 0x05, "case {case}: a registration response");
+    }
+    for apdu in [
+        [0u8, 3, 0, 0, 0, 0x10],
+        [0, 3, 0, 0, 0, 0],
+        [0, 1, 0, 0, 0, 0xFF],
+    ] {
+        let reply = key.device.msg_raw(&apdu, &cancel).await.unwrap();
+        assert_eq!(reply, [0x67, 0x00], "{apdu:02x?}");
+    }
+    // Our own host side still speaks to it.
+    assert_eq!(key.device.u2f_version().await.unwrap(), "U2F_V2");
+}
+
+/// Several keys at once (`first_touched`, `race_cbor`): each key gets the list fitted to its
+/// own limits. The credential lives on the key with the smaller limits (2 per list, IDs up to
+/// 100 bytes), beyond its first batch; the other key (4 per list, IDs up to 128) holds none of
+/// them and waits for a touch that never comes, so it must end Cancelled rather than refuse
+/// the list (LIMIT_EXCEEDED) or answer NO_CREDENTIALS first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_keys_each_get_the_list_fitted_to_their_limits() {
+    use keygate::device::first_touched;
+    let roomy = SoftKeyOptions {
+        max_credential_count_in_list: 4,
+        max_credential_id_length: 128,
+        ..SoftKeyOptions::default()
+    };
+    let tight = SoftKeyOptions {
+        max_credential_count_in_list: 2,
+        max_credential_id_length: 100,
+        ..SoftKeyOptions::default()
+    };
+    let untouched = PresencePolicy::WaitForApproval {
+        timeout: std::time::Duration::from_secs(60),
+    };
+    let other = soft_key_with(roomy, untouched).await;
+    let mut holder = soft_key(tight).await;
+    let ours = register(&mut holder.device).await;
+    // Batches on the holder: the 120-byte ID dropped, then [s0 s1] [s2 s3] [ours].
+    // On the other key: [s0 s1 s2 s3] [long ours], no match, so a touch is awaited.
+    let mut list = strangers(0x40, 4, 64);
+    list.push(PublicKeyCredentialDescriptor::public_key(vec![0x77; 120]));
+    list.push(ours.clone());
+    let mut devices = [other.device, holder.device];
+    let cancel = CancellationToken::new();
+    let within = std::time::Duration::from_secs(20);
+
+    let request = assertion(list.clone());
+    let race = first_touched(&mut devices, &request, &cancel);
+    let (winner, reply) = tokio::time::timeout(within, race).await.unwrap().unwrap();
+    assert_eq!(winner, 1);
+    let signed = reply.unwrap();
+    assert_eq!(signed.credential.unwrap().id, ours.id);
+    assert_ne!(
+        AuthenticatorData::parse(&signed.auth_data).unwrap().flags.0 & AuthenticatorDataFlags::UP,
+        0
+    );
+
+    // The excludeList the same way: the holder answers CREDENTIAL_EXCLUDED after its touch.
+    let request = registration(Some(list.clone()));
+    let race = first_touched(&mut devices, &request, &cancel);
+    let (winner, reply) = tokio::time::timeout(within, race).await.unwrap().unwrap();
+    assert_eq!(winner, 1);
+    assert_eq!(
+        reply.unwrap_err().status(),
+        Some(StatusCode::CTAP2_ERR_CREDENTIAL_EXCLUDED)
+    );
+
+    // race_cbor itself, with the loser's result: cancelled while waiting, not refused.
+    let bytes = assertion(list).encode();
+    let race = keygate::device::race_cbor(&mut devices, |_| Ok(bytes.clone()), &cancel);
+    let outcome = tokio::time::timeout(within, race).await.unwrap();
+    assert_eq!(outcome.winner, Some(1));
+    assert!(
+        matches!(outcome.results[0], Err(DeviceError::Cancelled)),
+        "{:?}",
+        outcome.results[0]
+    );
+
+    // The user touches the key without the credential: it answers NO_CREDENTIALS only then
+    // (asked for a touch, not the assertion it would refuse at once), and that ends the race.
+    other
+        .shared
+        .presence()
+        .set_policy(PresencePolicy::AutoApprove);
+    holder.shared.presence().set_policy(untouched);
+    let race = keygate::device::race_cbor(&mut devices, |_| Ok(bytes.clone()), &cancel);
+    let outcome = tokio::time::timeout(within, race).await.unwrap();
+    assert_eq!(outcome.winner, Some(0));
+    assert_eq!(
+        outcome.results[0].as_ref().unwrap(),
+        &[StatusCode::CTAP2_ERR_NO_CREDENTIALS.0]
+    );
+    assert!(
+        matches!(outcome.results[1], Err(DeviceError::Cancelled)),
+        "{:?}",
+        outcome.results[1]
+    );
+}
+
+/// Without an allowList (discoverable credentials), a key that holds none for the rpId waits
+/// for a touch instead of ending the race with an immediate NO_CREDENTIALS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discoverable_race_waits_for_the_key_that_holds_a_credential() {
+    let untouched = PresencePolicy::WaitForApproval {
+        timeout: std::time::Duration::from_secs(60),
+    };
+    let empty = soft_key_with(SoftKeyOptions::default(), untouched).await;
+    let mut holder = soft_key(SoftKeyOptions::default()).await;
+    let cancel = CancellationToken::new();
+    let mut resident = registration(None);
+    resident.options = Some([("rk".to_owned(), true)].into());
+    holder
+        .device
+        .make_credential(&resident, &cancel, &mut |_| {})
+        .await
+        .unwrap();
+    let mut devices = [empty.device, holder.device];
+    let request = get_assertion::Request {
+        allow_list: None,
+        ..assertion(Vec::new())
+    };
+    let race = keygate::device::first_touched(&mut devices, &request, &cancel);
+    let within = std::time::Duration::from_secs(20);
+    let (winner, reply) = tokio::time::timeout(within, race).await.unwrap().unwrap();
+    assert_eq!(winner, 1);
+    let signed = reply.unwrap();
+    assert_eq!(signed.user.unwrap().id, b"user-1".to_vec());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -671,4 +845,172 @@ async fn large_blobs_and_config_interoperate_with_python_fido2() {
     assert_eq!(info.min_pin_length, Some(8));
     assert_eq!(info.option_value("alwaysUv"), Some(true));
     assert_eq!(info.force_pin_change, Some(false));
+}
+
+// ---- the limits as options of `keygatectl virtual serve` and of Virtual.Create -------------
+
+/// A `keygatectl --json virtual serve --socket` in a temp dir, SIGTERMed and reaped on drop.
+struct ServeCli {
+    child: std::process::Child,
+    status: serde_json::Value,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ServeCli {
+    fn start(extra: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("key.sock");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_keygatectl"))
+            .args(["--json", "virtual", "serve", "--socket"])
+            .arg(&socket)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let status = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+        Self {
+            child,
+            status,
+            socket,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for ServeCli {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+/// The key's GetInfo limits (maxCredentialCountInList, maxCredentialIdLength) over `pipe`.
+async fn listed_limits<P: ReportPipe>(device: &mut Device<P>) -> (Option<u64>, Option<u64>) {
+    let info = device.refresh_info().await.unwrap();
+    (
+        info.max_credential_count_in_list,
+        info.max_credential_id_length,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_serve_limits_reach_python_fido2_which_finds_the_last_batch() {
+    // Out of range or not a number: a clear error and exit status, no panic, no socket.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("refused.sock");
+    for (flag, value, want) in [
+        (
+            "--max-credential-count-in-list",
+            "0",
+            "maxCredentialCountInList must be at least 1",
+        ),
+        (
+            "--max-credential-id-length",
+            "64",
+            "maxCredentialIdLength must be at least 96",
+        ),
+        (
+            "--max-credential-count-in-list",
+            "two",
+            "invalid value 'two'",
+        ),
+        (
+            "--max-credential-id-length",
+            "-1",
+            "unexpected argument '-1'",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keygatectl"))
+            .args(["virtual", "serve", "--socket"])
+            .arg(&socket)
+            .args([flag, value])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flag} {value} accepted");
+        assert!(stderr.contains(want), "{flag} {value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(!socket.exists());
+    }
+
+    let served = ServeCli::start(&[
+        "--max-credential-count-in-list",
+        "2",
+        "--max-credential-id-length",
+        "100",
+    ]);
+    assert_eq!(served.status["max_credential_count_in_list"], 2);
+    assert_eq!(served.status["max_credential_id_length"], 100);
+    let pipe = SeqpacketPipe::connect(&served.socket).await.unwrap();
+    let mut device = Device::open(pipe, DeviceOptions::default()).await.unwrap();
+    assert_eq!(listed_limits(&mut device).await, (Some(2), Some(100)));
+    let ours = register(&mut device).await;
+    let Some(python) = python() else { return };
+    // python-fido2's client: a raw allowList of 5 is refused, its batching finds `ours` in the
+    // last batch ([s0 s1] [s2 s3] [ours]), and the same excludeList refuses a registration.
+    let got = fido2(
+        &python,
+        &served.socket,
+        "",
+        &["filter", &hex::encode(&ours.id)],
+    )
+    .await;
+    assert_eq!(got, "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn virtual_create_takes_the_list_limits() {
+    if bus::skip_without("dbus-daemon") {
+        return;
+    }
+    let bus = bus::Bus::session();
+    let _daemon = bus::Daemon::start(&bus, "");
+    let conn = bus.connect().await;
+    let virt = VirtualProxy::new(&conn).await.unwrap();
+    let path = virt
+        .create(r#"{"socket": true, "max_credential_count_in_list": 3, "max_credential_id_length": 100}"#)
+        .await
+        .unwrap();
+    let socket = virt.socket(&path).await.unwrap();
+    let pipe = SeqpacketPipe::connect(Path::new(&socket)).await.unwrap();
+    let mut device = Device::open(pipe, DeviceOptions::default()).await.unwrap();
+    assert_eq!(listed_limits(&mut device).await, (Some(3), Some(100)));
+    // Enforced: a list of 4 is refused whole, and the driver batches it.
+    let ours = register(&mut device).await;
+    let mut allow = strangers(0x40, 3, 64);
+    allow.push(ours.clone());
+    let cancel = CancellationToken::new();
+    let raw = device
+        .cbor_raw(&assertion(allow.clone()).encode(), &cancel, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(raw, [StatusCode::CTAP2_ERR_LIMIT_EXCEEDED.0]);
+    let signed = device
+        .get_assertion(&assertion(allow), &cancel, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(signed.credential.unwrap().id, ours.id);
+
+    for bad in [
+        r#"{"max_credential_count_in_list": 0}"#,
+        r#"{"max_credential_id_length": 95}"#,
+        r#"{"max_credential_id_length": -1}"#,
+        r#"{"max_credential_count_in_list": "two"}"#,
+    ] {
+        let err = virt.create(bad).await.unwrap_err();
+        assert_eq!(
+            error_name(&err).as_deref(),
+            Some("org.keygate.Keygate1.Error.InvalidArgs"),
+            "{bad}: {err}"
+        );
+    }
+    virt.remove(&path).await.unwrap();
 }

@@ -5,10 +5,10 @@ mod bus;
 
 use std::process::Command;
 
+use bus::webauthn::{answer_pins, err_name, inner_options, tokens_config, webauthn_config};
 use bus::{Bus, Daemon};
 use keygate::service::client::{
-    InteractionStream, ManagerProxy, RelyingPartyProxy, TokensProxy, VirtualProxy, WebAuthnProxy,
-    error_name,
+    ManagerProxy, RelyingPartyProxy, TokensProxy, VirtualProxy, WebAuthnProxy, error_name,
 };
 
 fn skip() -> bool {
@@ -84,20 +84,8 @@ fn unknown_config_key_is_named() {
     assert!(stderr.contains("verifier_grop"), "{stderr}");
 }
 
-const ADMIN_VERIFIER: &str = "admin_uids = [0]\nverifier_uids = [0]\nmax_argument_bytes = 65536\n\
-[soft_tokens]\nkdf_memory_kib = 64\nkdf_passes = 1\n";
-
-fn tokens_config() -> String {
-    let uid = nix::unistd::getuid().as_raw();
-    ADMIN_VERIFIER.replace("[0]", &format!("[{uid}]"))
-}
-
 async fn tokens_proxy(conn: &zbus::Connection) -> TokensProxy<'static> {
     TokensProxy::new(conn).await.unwrap()
-}
-
-fn err_name<T: std::fmt::Debug>(result: zbus::Result<T>) -> String {
-    error_name(&result.expect_err("expected an error")).unwrap_or_default()
 }
 
 fn hotp8(seed: &[u8], counter: u64) -> String {
@@ -486,46 +474,6 @@ async fn introspection_matches_the_xml_file() {
             "{iface} missing"
         );
     }
-}
-
-const RP_CONFIG: &str = "[[relying_party]]\nid = \"example.org\"\nname = \"Example\"\n\
-origins = [\"https://example.org\"]\n";
-
-fn webauthn_config() -> String {
-    format!("{}{RP_CONFIG}", tokens_config())
-}
-
-fn inner_options(json: &str) -> String {
-    let value: serde_json::Value = serde_json::from_str(json).unwrap();
-    match value.get("publicKey") {
-        Some(inner) => inner.to_string(),
-        None => value.to_string(),
-    }
-}
-
-/// Answers PIN requests of `client` with `pin`; counts the interactions seen per kind.
-fn answer_pins(
-    client: WebAuthnProxy<'static>,
-    pin: &'static str,
-    stream: InteractionStream,
-) -> (
-    tokio::task::JoinHandle<()>,
-    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-) {
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    let task = tokio::spawn(async move {
-        use futures_util::StreamExt;
-        let mut stream = stream;
-        while let Some(signal) = stream.next().await {
-            let args = signal.args().unwrap();
-            log.lock().unwrap().push(args.kind.clone());
-            if args.kind == "pin" {
-                client.provide_pin(&args.request_id, pin).await.unwrap();
-            }
-        }
-    });
-    (task, seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

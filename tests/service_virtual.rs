@@ -77,9 +77,7 @@ async fn drive(pipe: impl ReportPipe, user: &str) -> Vec<u8> {
         extensions: None,
         // Discoverable, so that the key keeps it and StoredCredentials shows it.
         options: Some([("rk".to_owned(), true)].into()),
-        pin_uv_auth_param: None,
-        pin_uv_auth_protocol: None,
-        enterprise_attestation: None,
+        ..Default::default()
     };
     let reply = device
         .make_credential(&request, &none, &mut |_| {})
@@ -96,10 +94,7 @@ async fn drive(pipe: impl ReportPipe, user: &str) -> Vec<u8> {
         allow_list: Some(vec![PublicKeyCredentialDescriptor::public_key(
             attested.credential_id.clone(),
         )]),
-        extensions: None,
-        options: None,
-        pin_uv_auth_param: None,
-        pin_uv_auth_protocol: None,
+        ..Default::default()
     };
     let reply = device
         .get_assertion(&request, &none, &mut |_| {})

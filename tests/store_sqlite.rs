@@ -98,8 +98,8 @@ fn versions(store: &SqliteStore) -> Vec<i64> {
 fn migrations_are_idempotent_on_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open_state_dir(dir.path()).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
-    assert_eq!(versions(&store), vec![1, 2]);
+    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(versions(&store), vec![1, 2, 3]);
     let journal: String = store
         .read(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
         .unwrap();
@@ -107,7 +107,7 @@ fn migrations_are_idempotent_on_reopen() {
     drop(store);
     for _ in 0..3 {
         let store = SqliteStore::open_state_dir(dir.path()).unwrap();
-        assert_eq!(versions(&store), vec![1, 2]);
+        assert_eq!(versions(&store), vec![1, 2, 3]);
         assert!(store.list_tokens(None).unwrap().is_empty());
     }
     assert_eq!(mode(&dir.path().join("store.key")), 0o600);

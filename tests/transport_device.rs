@@ -651,9 +651,7 @@ mod softkey {
             exclude_list: None,
             extensions: None,
             options: Some(options),
-            pin_uv_auth_param: None,
-            pin_uv_auth_protocol: None,
-            enterprise_attestation: None,
+            ..Default::default()
         }
     }
 
@@ -666,10 +664,7 @@ mod softkey {
                     .map(PublicKeyCredentialDescriptor::public_key)
                     .collect()
             }),
-            extensions: None,
-            options: None,
-            pin_uv_auth_param: None,
-            pin_uv_auth_protocol: None,
+            ..Default::default()
         }
     }
 

@@ -342,12 +342,7 @@ async fn driver_steps(path: &Path) -> bool {
             type_: "public-key".into(),
             alg: -7,
         }],
-        exclude_list: None,
-        extensions: None,
-        options: None,
-        pin_uv_auth_param: None,
-        pin_uv_auth_protocol: None,
-        enterprise_attestation: None,
+        ..Default::default()
     };
     let credential = match device.make_credential(&request, &none, &mut |_| {}).await {
         Ok(reply) => match AuthenticatorData::parse(&reply.auth_data)
@@ -386,10 +381,7 @@ async fn driver_steps(path: &Path) -> bool {
             allow_list: Some(vec![PublicKeyCredentialDescriptor::public_key(
                 attested.credential_id.clone(),
             )]),
-            extensions: None,
-            options: None,
-            pin_uv_auth_param: None,
-            pin_uv_auth_protocol: None,
+            ..Default::default()
         };
         all &= step(
             "driver-get-assertion",

@@ -18,6 +18,10 @@ pub enum AuthnError {
     /// The sealed state could not be opened (wrong key or tampered file).
     #[error("state file cannot be opened: wrong key or tampered content")]
     Unseal,
+    /// A caller-given vault (e.g. keygated's database) could not load or store the state; the
+    /// command that changed the state fails (CTAP1_ERR_OTHER), nothing is answered as done.
+    #[error("credential store: {0}")]
+    Vault(String),
     /// The state decoded but is not a valid software-key state.
     #[error("state is malformed: {0}")]
     BadState(String),

@@ -203,13 +203,34 @@ impl SoftKey {
         })
     }
 
-    /// Writes the state to the vault.
+    /// Writes the state to the vault. If the vault refuses, the command fails and the key goes
+    /// back to the last state the vault holds, so that what it answers later never runs ahead
+    /// of what survives a restart.
     pub(crate) fn persist(&mut self) -> Result<(), AuthnError> {
         self.state.pin = self.pin.record.clone();
         let mut out = Secret::new(Vec::new());
         ciborium::into_writer(&self.state, out.expose_secret_mut())
             .map_err(|e| AuthnError::BadState(e.to_string()))?;
-        self.vault.store(out.expose_secret())
+        let stored = self.vault.store(out.expose_secret());
+        if stored.is_err() {
+            self.reload_durable_state();
+        }
+        stored
+    }
+
+    /// Replaces the persistent state with the vault's (after a failed store). Keeps the state
+    /// in memory when the vault has none or cannot be read.
+    fn reload_durable_state(&mut self) {
+        let Ok(Some(bytes)) = self.vault.load() else {
+            return;
+        };
+        match ciborium::from_reader::<SoftKeyState, _>(bytes.expose_secret().as_slice()) {
+            Ok(state) if state.version == STATE_VERSION => {
+                self.pin.record = state.pin.clone();
+                self.state = state;
+            }
+            _ => {}
+        }
     }
 
     /// Whether the state lives in memory only (requests then never block on I/O).

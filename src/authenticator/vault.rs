@@ -1,6 +1,11 @@
-//! Where a software key keeps its state: in memory, or sealed with a caller-given key in a file.
+//! Where a software key keeps its state: in memory, or sealed with a caller-given key in a file,
+//! or in a caller-given store (keygated's persistent virtual keys implement [`CredentialVault`]
+//! over a database row: `service::virtual_restore::StoreVault`).
 //!
-//! The state is one opaque blob (the serialized `SoftKeyState`); a vault only keeps it.
+//! The state is one opaque blob (the serialized `SoftKeyState`); a vault only keeps it. The key
+//! calls [`CredentialVault::store`] after every change of its persistent state and before it
+//! answers the host; an error there fails the command (CTAP1_ERR_OTHER), so a vault that
+//! cannot write never loses an update silently.
 //! The file vault seals with AES-256-GCM (`"KGSK1" || nonce(12) || ciphertext+tag`, AAD = the
 //! magic) and writes atomically: a 0600 temp file, `sync_all`, `rename`, then fsync of the directory.
 

@@ -44,6 +44,11 @@ fn limits(info: &get_info::Response) -> (Option<usize>, Option<usize>) {
     )
 }
 
+/// The authenticator's maxCredentialCountInList, if it reported a valid one (greater than zero).
+pub fn max_count_in_list(info: &get_info::Response) -> Option<usize> {
+    limits(info).0
+}
+
 /// Drops the descriptors whose ID is longer than the authenticator's maxCredentialIdLength.
 pub fn usable(
     info: &get_info::Response,
@@ -61,7 +66,7 @@ pub fn usable(
 /// that reports a limit gets batches of at most that many.
 pub fn plan(info: &get_info::Response, list: &[PublicKeyCredentialDescriptor]) -> Plan {
     let list = usable(info, list);
-    match limits(info).0 {
+    match max_count_in_list(info) {
         Some(max) if list.len() > max => Plan::Preflight(Preflight::new(list, max)),
         _ => Plan::Direct(list),
     }
@@ -206,6 +211,9 @@ mod tests {
         assert_eq!(plan(&info(None, None), &list(40)), Plan::Direct(list(40)));
         // Zero is not a valid limit (§6.4: MUST be greater than zero): ignored.
         assert_eq!(plan(&info(Some(0), None), &list(3)), Plan::Direct(list(3)));
+        assert_eq!(max_count_in_list(&info(Some(0), None)), None);
+        assert_eq!(max_count_in_list(&info(None, None)), None);
+        assert_eq!(max_count_in_list(&info(Some(3), None)), Some(3));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! CTAP1/U2F raw messages (FIDO U2F Raw Message Formats v1.2) in ISO 7816-4 APDUs, both sides.
 //! CTAP 2.1 §11.2 describes how a CTAP2 platform talks to a CTAP1 authenticator with them.
 //!
-//! APDUs are accepted in short and extended length form (ISO 7816-4 §5.1, cases 1-4, plus the
-//! form python-fido2 sends: extended with Lc = 0 and Le); [`Apdu::encode`] writes the extended
-//! form that the U2F HID binding requires.
+//! APDUs are accepted in short and extended length form (ISO 7816-4 §5.1, cases 1, 2S, 3S, 4S,
+//! 2E, 3E, 4E, plus the form python-fido2 and libfido2 send for VERSION: extended with Lc = 0
+//! and Le, `00 00 00 00 00`); a short Lc of 0 (`CLA INS P1 P2 00 Le`) matches no case and is
+//! 0x6700. [`Apdu::encode`] writes the extended form that the U2F HID binding requires.
 //!
 //! | message | data | response |
 //! |---|---|---|
@@ -126,7 +127,11 @@ impl Apdu {
                     Err(StatusWord::WRONG_LENGTH)
                 }
             }
-            // Short: Lc data [Le].
+            // Short Lc = 0 followed by Le (`00 XX`): ISO 7816-4 §5.1 has no such case. A short Lc
+            // is 1..=255, and a 00 after the header opens an extended length, which needs at
+            // least two more bytes.
+            [0, _] => Err(StatusWord::WRONG_LENGTH),
+            // Short: Lc (1..=255) data [Le].
             [lc, rest @ ..] => {
                 let lc = usize::from(*lc);
                 if rest.len() == lc {
@@ -596,38 +601,109 @@ mod tests {
 
     #[test]
     fn apdu_cases_short_and_extended() {
-        let cases: [(&[u8], &[u8], Option<u32>); 9] = [
-            (&[0, 3, 0, 0], &[], None),
-            (&[0, 3, 0, 0, 0], &[], Some(256)),
-            (&[0, 3, 0, 0, 0, 0, 0], &[], Some(65_536)),
-            (&[0, 3, 0, 0, 0, 0x01, 0x00], &[], Some(256)),
-            (&[0, 1, 0, 0, 2, 0xAA, 0xBB], &[0xAA, 0xBB], None),
-            (&[0, 1, 0, 0, 2, 0xAA, 0xBB, 0x10], &[0xAA, 0xBB], Some(16)),
-            (&[0, 1, 0, 0, 0, 0, 2, 0xAA, 0xBB], &[0xAA, 0xBB], None),
+        /// An ISO 7816-4 case: its name, the APDU, and the data and Ne it carries.
+        type Case = (&'static str, &'static [u8], &'static [u8], Option<u32>);
+        // ISO 7816-4 §5.1: every case, short and extended.
+        let cases: [Case; 10] = [
+            ("1", &[0, 3, 0, 0], &[], None),
+            ("2S, Le 00 = 256", &[0, 3, 0, 0, 0], &[], Some(256)),
+            ("2S", &[0, 3, 0, 0, 0x10], &[], Some(16)),
             (
+                "2E, Le 0000 = 65536",
+                &[0, 3, 0, 0, 0, 0, 0],
+                &[],
+                Some(65_536),
+            ),
+            ("2E", &[0, 3, 0, 0, 0, 0x01, 0x00], &[], Some(256)),
+            ("3S", &[0, 1, 0, 0, 2, 0xAA, 0xBB], &[0xAA, 0xBB], None),
+            (
+                "4S",
+                &[0, 1, 0, 0, 2, 0xAA, 0xBB, 0x10],
+                &[0xAA, 0xBB],
+                Some(16),
+            ),
+            (
+                "3E",
+                &[0, 1, 0, 0, 0, 0, 2, 0xAA, 0xBB],
+                &[0xAA, 0xBB],
+                None,
+            ),
+            (
+                "4E",
                 &[0, 1, 0, 0, 0, 0, 2, 0xAA, 0xBB, 0, 0],
                 &[0xAA, 0xBB],
                 Some(65_536),
             ),
-            // python-fido2's VERSION: extended, Lc = 0, Le = 0.
-            (&[0, 3, 0, 0, 0, 0, 0, 0, 0], &[], Some(65_536)),
+            // python-fido2's and libfido2's VERSION: extended, Lc = 0000, Le = 0000.
+            (
+                "extended Lc 0",
+                &[0, 3, 0, 0, 0, 0, 0, 0, 0],
+                &[],
+                Some(65_536),
+            ),
         ];
-        for (bytes, data, le) in cases {
+        for (case, bytes, data, le) in cases {
             let apdu = Apdu::parse(bytes).unwrap();
-            assert_eq!((apdu.data.as_slice(), apdu.le), (data, le), "{bytes:02x?}");
+            assert_eq!((apdu.data.as_slice(), apdu.le), (data, le), "case {case}");
+            assert_eq!((apdu.cla, apdu.ins), (bytes[0], bytes[1]), "case {case}");
         }
-        for bad in [
-            &[0u8, 1, 0][..],
-            &[0, 1, 0, 0, 3, 1],
-            &[0, 1, 0, 0, 0, 0, 3, 1],
-            &[0, 1, 0, 0, 2, 1, 2, 3, 4],
+        for (why, bad) in [
+            ("header cut short", &[0u8, 1, 0][..]),
+            ("short Lc 0 then Le", &[0, 3, 0, 0, 0, 0x10]),
+            ("short Lc 0 then Le 00", &[0, 3, 0, 0, 0, 0]),
+            ("short Lc 0 then Le, REGISTER", &[0, 1, 0, 0, 0, 0xFF]),
+            ("short Lc 3 with 1 byte", &[0, 1, 0, 0, 3, 1]),
+            ("extended Lc 3 with 1 byte", &[0, 1, 0, 0, 0, 0, 3, 1]),
+            ("short Lc 2 with 4 bytes", &[0, 1, 0, 0, 2, 1, 2, 3, 4]),
+            (
+                "extended Le cut short",
+                &[0, 1, 0, 0, 0, 0, 2, 0xAA, 0xBB, 0],
+            ),
         ] {
             assert_eq!(
                 Apdu::parse(bad).unwrap_err(),
                 StatusWord::WRONG_LENGTH,
-                "{bad:02x?}"
+                "{why}: {bad:02x?}"
             );
         }
+    }
+
+    #[test]
+    fn every_accepted_form_decodes_the_same_request() {
+        let register = U2fRequest::Register(RegisterRequest {
+            challenge: [1; 32],
+            application: [2; 32],
+        });
+        let apdu = register.to_apdu().unwrap();
+        let header = [0, INS_REGISTER, 0, 0];
+        let data = apdu.data.as_slice();
+        let forms: [(&str, Vec<u8>); 4] = [
+            ("3S", [&header[..], &[64], data].concat()),
+            ("4S", [&header[..], &[64], data, &[0]].concat()),
+            ("3E", [&header[..], &[0, 0, 64], data].concat()),
+            ("4E", [&header[..], &[0, 0, 64], data, &[0, 0]].concat()),
+        ];
+        for (case, bytes) in forms {
+            assert_eq!(U2fRequest::decode(&bytes).unwrap(), register, "case {case}");
+        }
+        let version: [(&str, &[u8]); 5] = [
+            ("1", &[0, INS_VERSION, 0, 0]),
+            ("2S", &[0, INS_VERSION, 0, 0, 0]),
+            ("2E", &[0, INS_VERSION, 0, 0, 0, 0, 0]),
+            ("extended Lc 0", &[0, INS_VERSION, 0, 0, 0, 0, 0, 0, 0]),
+            ("our encode", &U2fRequest::Version.encode().unwrap()),
+        ];
+        for (case, bytes) in version {
+            assert_eq!(
+                U2fRequest::decode(bytes).unwrap(),
+                U2fRequest::Version,
+                "case {case}"
+            );
+        }
+        assert_eq!(
+            U2fRequest::decode(&[0, INS_VERSION, 0, 0, 0, 0x06]).unwrap_err(),
+            StatusWord::WRONG_LENGTH
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use zbus::object_server::SignalEmitter;
 use zbus::{Connection, OwnedObjectPath, interface};
 
 use super::Shared;
+use super::call::{Allowed, Call};
 use super::error::BusError;
 
 /// One authenticator as listed by `ListDevices`: (object path, kind, product name, owner uid).
@@ -45,9 +46,8 @@ impl Manager {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<DeviceEntry>, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        Ok(self.shared.devices.list_for(&caller))
+        let call = Call::enter(&self.shared, conn, &header, Allowed::Anyone).await?;
+        Ok(self.shared.devices.list_for(&call.caller))
     }
 
     /// A device appeared (hotplug, or a software key was created).

@@ -5,7 +5,9 @@
 //! [`run`] serves every object first and only then claims `org.keygate.Keygate1`, so that no
 //! call can reach the name before its object exists (zbus book, "service.md"); it tells systemd
 //! READY=1 after the name is acquired, and on cancellation waits for calls in flight before
-//! releasing the name, so that no accepted call is lost.
+//! releasing the name, so that no accepted call is lost. Persistent software keys
+//! ([`virtual_restore`]) are started again and served at their stored paths before the name
+//! is claimed.
 
 mod call;
 pub mod caller;
@@ -23,6 +25,7 @@ pub mod soft;
 pub mod tokens;
 pub mod usb;
 pub mod virtual_keys;
+pub mod virtual_restore;
 pub mod virtual_transport;
 pub mod webauthn_iface;
 
@@ -108,6 +111,8 @@ pub struct Shared {
     pub state_dir: PathBuf,
     /// Runtime directory.
     pub runtime_dir: PathBuf,
+    /// Software keys kept in the store across restarts.
+    pub persistent: virtual_restore::PersistentKeys,
 }
 
 impl Shared {
@@ -140,6 +145,14 @@ fn create_private_dir(path: &std::path::Path) -> Result<(), ServiceError> {
 pub async fn run(options: Options, cancel: CancellationToken) -> Result<(), ServiceError> {
     create_private_dir(&options.state_dir)?;
     create_private_dir(&options.runtime_dir)?;
+    let store = {
+        let dir = options.state_dir.clone();
+        tokio::task::spawn_blocking(move || crate::store::SqliteStore::open_state_dir(&dir))
+            .await
+            .map_err(|e| ServiceError::Failed(format!("store task: {e}")))?
+            .map_err(|e| ServiceError::Failed(format!("store: {e}")))?
+    };
+    let store = Arc::new(store);
     let shared = Arc::new(Shared {
         access: Access::new(&options.config),
         config: options.config,
@@ -148,16 +161,10 @@ pub async fn run(options: Options, cancel: CancellationToken) -> Result<(), Serv
         cancel: cancel.clone(),
         state_dir: options.state_dir,
         runtime_dir: options.runtime_dir,
+        persistent: virtual_restore::PersistentKeys::new(
+            Arc::clone(&store) as Arc<dyn crate::store::VirtualKeyStore>
+        ),
     });
-
-    let store = {
-        let dir = shared.state_dir.clone();
-        tokio::task::spawn_blocking(move || crate::store::SqliteStore::open_state_dir(&dir))
-            .await
-            .map_err(|e| ServiceError::Failed(format!("store task: {e}")))?
-            .map_err(|e| ServiceError::Failed(format!("store: {e}")))?
-    };
-    let store = Arc::new(store);
     let token_service = crate::tokens::TokenService::new(
         Arc::clone(&store) as Arc<dyn crate::store::TokenStore>,
         token_policy(&shared.config),
@@ -191,6 +198,21 @@ pub async fn run(options: Options, cancel: CancellationToken) -> Result<(), Serv
         BusTarget::Session => zbus::connection::Builder::session(),
         BusTarget::Address(addr) => zbus::connection::Builder::address(addr.as_str()),
     };
+    // Persistent software keys come back at their paths before anybody can call.
+    let virt = virtual_keys::Virtual::new(Arc::clone(&shared));
+    let mut builder = builder;
+    for restored in virtual_restore::restore(&shared).await? {
+        let handle = restored.handle;
+        if let Err(e) = virt.attach_transports(&handle, restored.transports) {
+            // The key stays usable as a Device; only the transport that failed is missing.
+            tracing::warn!(path = %handle.record.path, error = %e, "restored software key: transport not started");
+        }
+        builder = builder.serve_at(
+            handle.record.path.clone(),
+            device_object::DeviceObject::new(Arc::clone(&shared), Arc::clone(&handle)),
+        );
+        shared.devices.insert(handle);
+    }
     // Objects first, then the name: a call to the name always finds its object.
     let connection = builder
         .serve_at(names::ROOT_PATH, manager::Manager::new(Arc::clone(&shared)))
@@ -202,10 +224,7 @@ pub async fn run(options: Options, cancel: CancellationToken) -> Result<(), Serv
             names::ROOT_PATH,
             relying_party::RelyingParty::new(Arc::clone(&shared), Arc::clone(&rps)),
         )
-        .serve_at(
-            names::ROOT_PATH,
-            virtual_keys::Virtual::new(Arc::clone(&shared)),
-        )
+        .serve_at(names::ROOT_PATH, virt)
         .serve_at(
             names::ROOT_PATH,
             webauthn_iface::WebAuthn::new(Arc::clone(&shared)),

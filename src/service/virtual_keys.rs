@@ -14,14 +14,15 @@ use zbus::message::Header;
 use zbus::{Connection, ObjectServer, OwnedObjectPath, interface};
 
 use super::Shared;
-use super::caller::Caller;
+use super::call::{Allowed, Call};
 use super::device_object::DeviceObject;
 use super::devices::{DeviceHandle, DeviceKind, DeviceRecord};
 use super::error::BusError;
 use super::names::{MANAGER_IFACE, ROOT_PATH};
+use super::virtual_restore::{KeyConfig, KeySlot};
 use super::virtual_transport::{TransportOptions, Transports};
 use crate::authenticator::{
-    AttestationKind, CtapVersion, PresencePolicy, SharedSoftKey, SoftKey, SoftKeyOptions,
+    AttestationKind, CtapVersion, PresencePolicy, SharedSoftKey, SoftKeyOptions,
 };
 use crate::device::{Device, DeviceOptions};
 use crate::hid::ReportPipe;
@@ -45,6 +46,11 @@ struct CreateOptions {
     min_pin_length: Option<u8>,
     large_blobs: Option<bool>,
     aaguid: Option<String>,
+    /// maxCredentialCountInList the key reports and enforces (CTAP 2.1 §6.4; at least 1).
+    max_credential_count_in_list: Option<usize>,
+    /// maxCredentialIdLength the key reports and enforces (at least its own longest ID).
+    max_credential_id_length: Option<usize>,
+    persist: Option<bool>,
     socket: Option<bool>,
     uhid: Option<bool>,
 }
@@ -98,6 +104,12 @@ fn build_options(options: &CreateOptions) -> Result<(SoftKeyOptions, PresencePol
     if let Some(aaguid) = &options.aaguid {
         soft.aaguid = SoftKeyOptions::parse_aaguid(aaguid).map_err(invalid)?;
     }
+    if let Some(count) = options.max_credential_count_in_list {
+        soft.max_credential_count_in_list = count;
+    }
+    if let Some(length) = options.max_credential_id_length {
+        soft.max_credential_id_length = length;
+    }
     soft.initial_pin = options.pin.clone();
     soft.validate().map_err(invalid)?;
     let policy = presence_policy(
@@ -121,29 +133,51 @@ impl Virtual {
         Self { shared, transports }
     }
 
-    /// The caller's software key at `path` (root: any software key).
-    fn own_key(&self, caller: &Caller, path: &str) -> Result<Arc<DeviceHandle>, BusError> {
+    /// Starts the transports of a key restored at start (`virtual_restore`).
+    pub fn attach_transports(
+        &self,
+        handle: &DeviceHandle,
+        transports: TransportOptions,
+    ) -> Result<(), BusError> {
+        self.transports.attach(handle, transports)
+    }
+
+    /// Admits a call on the caller's software key at `path` (root: any software key): the
+    /// admitted call, the key's handle and the key. Another user's key is NotFound, as a missing
+    /// one is, so that paths reveal nothing.
+    async fn enter_key(
+        &self,
+        conn: &Connection,
+        header: &Header<'_>,
+        path: &str,
+    ) -> Result<(Call<'_>, Arc<DeviceHandle>, SharedSoftKey), BusError> {
+        let call = Call::enter(&self.shared, conn, header, Allowed::Anyone).await?;
         let not_found = || BusError::NotFound(format!("you have no software key {path}"));
         let handle = self.shared.devices.get(path).ok_or_else(not_found)?;
-        let mine = handle.record.owner == Some(caller.uid)
-            || (caller.uid == 0 && handle.record.kind == DeviceKind::Virtual);
-        if mine && handle.soft.is_some() {
-            Ok(handle)
-        } else {
-            Err(not_found())
+        let uid = call.caller.uid;
+        let mine = handle.record.owner == Some(uid)
+            || (uid == 0 && handle.record.kind == DeviceKind::Virtual);
+        match (&handle.soft, mine) {
+            (Some(key), true) => {
+                let key = key.clone();
+                Ok((call, handle, key))
+            }
+            _ => Err(not_found()),
         }
     }
 }
 
-/// Starts a software key and its driver; returns the handle (not yet registered).
+/// Starts a software key at `slot` (path and state vault) and its driver; returns the handle
+/// (not yet registered).
 pub async fn start_key(
     shared: &Shared,
     owner: u32,
     name: String,
     options: SoftKeyOptions,
     policy: PresencePolicy,
+    slot: KeySlot,
 ) -> Result<Arc<DeviceHandle>, BusError> {
-    let key = SoftKey::new(options).map_err(|e| BusError::InvalidArgs(e.to_string()))?;
+    let key = super::virtual_restore::open_soft_key(options, slot.vault).await?;
     let key = SharedSoftKey::new(key, policy);
     let (host, device_end) = crate::hid::pair();
     let stop = shared.cancel.child_token();
@@ -163,10 +197,9 @@ pub async fn start_key(
         }
     };
     let info = device.info().cloned().unwrap_or_default();
-    let path = shared.devices.allocate_path(DeviceKind::Virtual);
     Ok(Arc::new(DeviceHandle {
         record: DeviceRecord {
-            path,
+            path: slot.path,
             kind: DeviceKind::Virtual,
             name,
             owner: Some(owner),
@@ -199,9 +232,13 @@ impl Virtual {
     /// `options_json` (all optional): `{"name", "pin", "resident_keys", "client_pin",
     /// "presence": "auto"|"deny"|"wait", "presence_timeout_ms", "attestation":
     /// "none"|"self"|"packed", "ctap": "2.1"|"2.0"|"u2f", "always_uv", "min_pin_length",
-    /// "large_blobs", "aaguid", "socket", "uhid"}`. `"socket": true` also serves the key on a
-    /// SOCK_SEQPACKET socket under keygated's runtime directory (see `Socket`); `"uhid": true`
-    /// also makes it a kernel HID device (NotAvailable when keygated may not write /dev/uhid).
+    /// "large_blobs", "aaguid", "max_credential_count_in_list", "max_credential_id_length",
+    /// "socket", "uhid", "persist"}`. `"socket": true` also serves the
+    /// key on a SOCK_SEQPACKET socket under keygated's runtime directory (see `Socket`);
+    /// `"uhid": true` also makes it a kernel HID device (NotAvailable when keygated may not write
+    /// /dev/uhid). `"persist": true` keeps the key (credentials, counter, PIN, transports) in the
+    /// store across restarts of keygated at the same path; the default `false` gives an
+    /// ephemeral key, as Chrome's virtual authenticators are.
     /// `DeviceAdded` goes to the calling connection only.
     #[zbus(out_args("device"))]
     async fn create(
@@ -211,8 +248,8 @@ impl Virtual {
         #[zbus(connection)] conn: &Connection,
         #[zbus(object_server)] server: &ObjectServer,
     ) -> Result<OwnedObjectPath, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
+        let call = Call::enter(&self.shared, conn, &header, Allowed::Anyone).await?;
+        let caller = &call.caller;
         self.shared.check_size("options_json", options_json)?;
         let options: CreateOptions = if options_json.trim().is_empty() {
             CreateOptions::default()
@@ -235,10 +272,23 @@ impl Virtual {
             ));
         }
         let (soft, policy) = build_options(&options)?;
-        let handle = start_key(&self.shared, caller.uid, name, soft, policy).await?;
-        self.transports
-            .attach(&handle, options.transports())
-            .inspect_err(|_| handle.stop.cancel())?;
+        let transports = options.transports();
+        let handle = super::virtual_restore::start_created(
+            &self.shared,
+            caller.uid,
+            name,
+            KeyConfig {
+                options: soft,
+                policy,
+                transports,
+            },
+            options.persist.unwrap_or(false),
+        )
+        .await?;
+        if let Err(e) = self.transports.attach(&handle, transports) {
+            super::virtual_restore::abandon(&self.shared, &handle).await;
+            return Err(e);
+        }
         let path = handle.record.path.clone();
         server
             .at(
@@ -270,19 +320,20 @@ impl Virtual {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<(OwnedObjectPath, String)>, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
+        let call = Call::enter(&self.shared, conn, &header, Allowed::Anyone).await?;
+        let uid = call.caller.uid;
         Ok(self
             .shared
             .devices
             .all()
             .iter()
-            .filter(|h| h.record.owner == Some(caller.uid) && h.soft.is_some())
+            .filter(|h| h.record.owner == Some(uid) && h.soft.is_some())
             .map(|h| (h.record.path.clone(), h.record.name.clone()))
             .collect())
     }
 
-    /// Removes one of the caller's software keys (root: any).
+    /// Removes one of the caller's software keys (root: any); a persistent key's stored state
+    /// is deleted first.
     async fn remove(
         &self,
         path: OwnedObjectPath,
@@ -290,9 +341,9 @@ impl Virtual {
         #[zbus(connection)] conn: &Connection,
         #[zbus(object_server)] server: &ObjectServer,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let handle = self.own_key(&caller, path.as_str())?;
+        let (call, handle, _) = self.enter_key(conn, &header, path.as_str()).await?;
+        let caller = &call.caller;
+        self.shared.persistent.forget(path.as_str()).await?;
         handle.stop.cancel();
         self.transports.detach(path.as_str());
         self.shared.devices.remove(path.as_str());
@@ -312,9 +363,7 @@ impl Virtual {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        self.own_key(&caller, path.as_str())?;
+        let _key = self.enter_key(conn, &header, path.as_str()).await?;
         self.transports.socket_path(&path)
     }
 
@@ -327,9 +376,7 @@ impl Virtual {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<zbus::OwnedFd, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let handle = self.own_key(&caller, path.as_str())?;
+        let (_call, handle, _) = self.enter_key(conn, &header, path.as_str()).await?;
         self.transports.connect(&handle)
     }
 
@@ -342,12 +389,7 @@ impl Virtual {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<bool, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let handle = self.own_key(&caller, path.as_str())?;
-        let Some(key) = &handle.soft else {
-            return Err(BusError::NotFound(path.to_string()));
-        };
+        let (_call, _, key) = self.enter_key(conn, &header, path.as_str()).await?;
         let approvals = key.presence().handle();
         let waiting = approvals.pending().is_some();
         approvals.approve();
@@ -361,12 +403,8 @@ impl Virtual {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let handle = self.own_key(&caller, path.as_str())?;
-        if let Some(key) = &handle.soft {
-            key.power_cycle();
-        }
+        let (_call, _, key) = self.enter_key(conn, &header, path.as_str()).await?;
+        key.power_cycle();
         Ok(())
     }
 
@@ -378,13 +416,8 @@ impl Virtual {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<(), BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let handle = self.own_key(&caller, path.as_str())?;
-        let policy = presence_policy(policy, None)?;
-        if let Some(key) = &handle.soft {
-            key.presence().set_policy(policy);
-        }
+        let (_call, _, key) = self.enter_key(conn, &header, path.as_str()).await?;
+        key.presence().set_policy(presence_policy(policy, None)?);
         Ok(())
     }
 
@@ -397,12 +430,7 @@ impl Virtual {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let handle = self.own_key(&caller, path.as_str())?;
-        let Some(key) = &handle.soft else {
-            return Err(BusError::NotFound(path.to_string()));
-        };
+        let (_call, _, key) = self.enter_key(conn, &header, path.as_str()).await?;
         let list = key
             .with(|k| {
                 k.credentials()
@@ -423,15 +451,14 @@ impl Virtual {
         #[zbus(header)] header: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<bool, BusError> {
-        let _gate = self.shared.gate.enter().await?;
-        let caller = self.shared.access.caller(conn, &header).await?;
-        let handle = self.own_key(&caller, path.as_str())?;
+        let (_call, _, key) = self.enter_key(conn, &header, path.as_str()).await?;
         let id = crate::webauthn::b64::decode(credential_id)
             .map_err(|e| BusError::InvalidArgs(format!("credential_id: {e}")))?;
-        let Some(key) = &handle.soft else {
-            return Err(BusError::NotFound(path.to_string()));
-        };
-        key.with(|k| k.remove_credential(&id))
+        // A persistent key commits the change to the store before answering: off the async
+        // workers.
+        tokio::task::spawn_blocking(move || key.with(|k| k.remove_credential(&id)))
+            .await
+            .map_err(|e| BusError::Failed(format!("software key task: {e}")))?
             .ok_or_else(|| BusError::Failed("software key unavailable".into()))?
             .map_err(|e| BusError::Failed(e.to_string()))
     }

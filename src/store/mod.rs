@@ -10,14 +10,16 @@
 //!   their row by associated data.
 //!
 //! All SQL of the project lives in `sql.rs`, except the relying party's own tables in
-//! `webauthn.rs`, whose `SCHEMA` the migration runner applies as its own step.
+//! `webauthn.rs` and the persistent software keys in `virtual_keys.rs` ([`VirtualKeyStore`]),
+//! whose `SCHEMA`s the migration runner applies as their own steps.
 //! This layer knows nothing of OTP algorithms: `tokens` combines it with `otp`.
 //!
 //! Layer rules: may use `crate::secret` only; never `otp`, `tokens`, `service` or anything async
 //! except the oneshot reply of [`SqliteStore::write_async`].
 //!
 //! Migrations are append-only `(version, SQL)` steps in `sql.rs`, each applied in its own
-//! transaction with its `schema_version` row; step 2 is the relying party's `webauthn::SCHEMA`.
+//! transaction with its `schema_version` row; step 2 is the relying party's `webauthn::SCHEMA`,
+//! step 3 the software keys' `virtual_keys::SCHEMA`.
 //! A later change to any table is a new step, never an edit of a released one.
 
 mod error;
@@ -25,6 +27,7 @@ mod key;
 mod model;
 mod sql;
 mod sqlite;
+mod virtual_keys;
 pub(crate) mod webauthn;
 mod writer;
 
@@ -35,3 +38,4 @@ pub use model::{
     TokenParams, TokenRecord, TokenState, TokenStore, UserRecord,
 };
 pub use sqlite::{CommitStats, DB_FILE_NAME, RevokeHook, SqliteStore, StoreOptions};
+pub use virtual_keys::{NewVirtualKey, VirtualKeyRecord, VirtualKeyStore};

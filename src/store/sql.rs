@@ -1,4 +1,5 @@
-//! All SQL of the token store (the relying party's tables are in `store/webauthn.rs`).
+//! All SQL of the token store (the relying party's tables are in `store/webauthn.rs`, the
+//! persistent software keys' in `store/virtual_keys.rs`).
 //!
 //! Functions here take a connection or a transaction and do one statement's worth of work;
 //! [`super::SqliteStore`] composes them into reads and group-committed writes.
@@ -10,8 +11,12 @@ use super::model::{AuditEntry, ChallengeRecord, TokenParams, TokenRecord, TokenS
 
 /// Ordered schema migrations: `(version, SQL)`. Each runs in its own transaction together with
 /// its `schema_version` row. Append only; never edit a released step.
-pub(crate) fn migrations() -> [(u32, &'static str); 2] {
-    [(1, SCHEMA_V1), (2, super::webauthn::SCHEMA)]
+pub(crate) fn migrations() -> [(u32, &'static str); 3] {
+    [
+        (1, SCHEMA_V1),
+        (2, super::webauthn::SCHEMA),
+        (3, super::virtual_keys::SCHEMA),
+    ]
 }
 
 const SCHEMA_VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (

@@ -37,6 +37,10 @@ pub struct CreateArgs {
     /// Also make the key a kernel HID device through /dev/uhid (its hidraw node is yours).
     #[arg(long)]
     uhid: bool,
+    /// Keep the key (credentials, counter, PIN, transports) across restarts of keygated, sealed
+    /// in its store; without it the key lives as long as keygated runs.
+    #[arg(long)]
+    persist: bool,
 }
 
 /// `keygatectl virtual ...` (except `serve`).
@@ -87,6 +91,7 @@ pub async fn run(bus: &BusArgs, json: bool, command: VirtualDaemonCommand) -> an
                 "always_uv": args.always_uv,
                 "socket": args.socket,
                 "uhid": args.uhid,
+                "persist": args.persist,
             });
             for (key, value) in [
                 ("name", args.name),

@@ -68,6 +68,14 @@ pub struct ServeOptions {
     /// Minimum PIN length (code points).
     #[arg(long, default_value_t = 4)]
     min_pin_length: u8,
+    /// maxCredentialCountInList (CTAP 2.1 §6.4, GetInfo 0x07): the key refuses a longer
+    /// allowList or excludeList with CTAP2_ERR_LIMIT_EXCEEDED. At least 1.
+    #[arg(long, value_name = "N", default_value_t = SoftKeyOptions::default().max_credential_count_in_list)]
+    max_credential_count_in_list: usize,
+    /// maxCredentialIdLength (CTAP 2.1 §6.4, GetInfo 0x08): the key refuses a listed credential
+    /// ID longer than this with CTAP2_ERR_LIMIT_EXCEEDED. At least the key's own longest ID.
+    #[arg(long, value_name = "N", default_value_t = SoftKeyOptions::default().max_credential_id_length)]
+    max_credential_id_length: usize,
     /// Keep the key's state in this file, sealed with the key in --state-key.
     #[arg(long)]
     state: Option<PathBuf>,
@@ -92,12 +100,16 @@ impl ServeOptions {
                 CounterMode::Global
             },
             min_pin_length: self.min_pin_length,
+            max_credential_count_in_list: self.max_credential_count_in_list,
+            max_credential_id_length: self.max_credential_id_length,
             ..SoftKeyOptions::default()
         };
         if let Some(aaguid) = &self.aaguid {
             options.aaguid = SoftKeyOptions::parse_aaguid(aaguid)?;
         }
-        options.validate()?;
+        options
+            .validate()
+            .context("invalid `virtual serve` options")?;
         Ok(options)
     }
 
@@ -150,6 +162,8 @@ fn status_json(args: &ServeOptions, key: &SoftKey, pid: u32) -> serde_json::Valu
         "max_resident": options.max_resident,
         "presence": args.presence,
         "always_uv": options.always_uv,
+        "max_credential_count_in_list": options.max_credential_count_in_list,
+        "max_credential_id_length": options.max_credential_id_length,
         "state": args.state.as_ref().map(|p| p.display().to_string()),
         "attestation_ca": data_encoding::BASE64.encode(key.attestation_ca_der()),
     })
