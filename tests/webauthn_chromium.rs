@@ -28,6 +28,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use bus::webauthn::{answer_pins, inner_options, tokens_config};
 use bus::{Bus, Daemon};
 use keygate::service::client::{RelyingPartyProxy, VirtualProxy, WebAuthnProxy, error_name};
 use keygate::webauthn::b64;
@@ -244,11 +245,10 @@ impl Setup {
         }
         let chromium = chromium()?;
         let browser = Browser::start(&chromium);
-        let uid = nix::unistd::getuid().as_raw();
         let config = format!(
-            "admin_uids = [{uid}]\nverifier_uids = [{uid}]\nmax_argument_bytes = 65536\n\
-             [[relying_party]]\nid = \"{RP_ID}\"\nname = \"keygate chromium test\"\n\
+            "{}[[relying_party]]\nid = \"{RP_ID}\"\nname = \"keygate chromium test\"\n\
              origins = [\"{}\"]\nuser_verification = \"required\"\n",
+            tokens_config(),
             browser.origin(Site::Listed)
         );
         let bus = Bus::session();
@@ -263,16 +263,7 @@ impl Setup {
 
 /// The options object inside StartRegistration's / StartAuthentication's `{"publicKey": ...}`.
 fn public_key_options(json: &str) -> Value {
-    let value: Value = serde_json::from_str(json).unwrap();
-    match value.get("publicKey") {
-        Some(inner) => inner.clone(),
-        None => value,
-    }
-}
-
-/// The inner options as JSON text.
-fn options_json(json: &str) -> String {
-    public_key_options(json).to_string()
+    serde_json::from_str(&inner_options(json)).unwrap()
 }
 
 fn err_name<T: std::fmt::Debug>(result: zbus::Result<T>) -> (String, String) {
@@ -412,29 +403,6 @@ async fn chromium_registers_and_authenticates_at_our_relying_party() {
     }
 }
 
-/// Answers the PIN requests that keygated sends this connection with `pin`.
-async fn answer_pins(client: WebAuthnProxy<'static>, pin: &'static str) -> AbortOnDrop {
-    use futures_util::StreamExt;
-    let mut stream = client.receive_interaction().await.unwrap();
-    AbortOnDrop(tokio::spawn(async move {
-        while let Some(signal) = stream.next().await {
-            let args = signal.args().unwrap();
-            if args.kind == "pin" {
-                client.provide_pin(&args.request_id, pin).await.unwrap();
-            }
-        }
-    }))
-}
-
-/// A task that ends with its owner.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Where the structure of `ours` differs from `theirs`: keys present on one side only, and
 /// values of another JSON type (each array element against the other side's first element).
 fn shape_differences(path: &str, ours: &Value, theirs: &Value, out: &mut Vec<String>) {
@@ -558,7 +526,11 @@ async fn our_client_gives_what_chromium_gives() {
     virt.create(r#"{"name":"chromium twin","pin":"4711","presence":"auto"}"#)
         .await
         .unwrap();
-    let _pins = answer_pins(client.clone(), "4711").await;
+    let (_pins, _) = answer_pins(
+        client.clone(),
+        "4711",
+        client.receive_interaction().await.unwrap(),
+    );
     let expect = |options: &Value| json!({"challenge": options["challenge"], "origin": origin, "rpId": RP_ID});
 
     // Registration of a discoverable credential (so that assertions carry userHandle) with
@@ -618,7 +590,7 @@ async fn our_client_gives_what_chromium_gives() {
     let (_, options) = rp.start_registration(RP_ID, "bob", "Bob").await.unwrap();
     let ours_refusal = error_name(
         &client
-            .make_credential("chromium-0", &origin, &options_json(&options))
+            .make_credential("chromium-0", &origin, &inner_options(&options))
             .await
             .unwrap_err(),
     );
@@ -888,7 +860,11 @@ async fn our_client_refuses_as_chromium_does() {
     virt.create(r#"{"name":"chromium twin","pin":"4711","presence":"auto"}"#)
         .await
         .unwrap();
-    let _pins = answer_pins(client.clone(), "4711").await;
+    let (_pins, _) = answer_pins(
+        client.clone(),
+        "4711",
+        client.receive_interaction().await.unwrap(),
+    );
     // Requests that should not wait end after one second.
     let create = json!({
         "rp": {"id": RP_ID, "name": "X"},
