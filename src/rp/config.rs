@@ -103,11 +103,15 @@ impl Rp {
         for origin in &config.origins {
             let url = Url::parse(origin)
                 .map_err(|err| RpError::InvalidConfig(format!("origin {origin:?}: {err}")))?;
-            let secure = url.scheme() == "https"
-                || (url.scheme() == "http" && url.host_str() == Some("localhost"));
+            // The secure contexts browsers grant to plain http: `localhost` and its subdomains
+            // (as the WebAuthn client's origin rules do).
+            let local = url
+                .host_str()
+                .is_some_and(|h| h == "localhost" || h.ends_with(".localhost"));
+            let secure = url.scheme() == "https" || (url.scheme() == "http" && local);
             if !secure {
                 return Err(RpError::InvalidConfig(format!(
-                    "origin {origin} is neither https nor http://localhost"
+                    "origin {origin} is neither https nor http on localhost"
                 )));
             }
             origins.push(url);
@@ -214,6 +218,11 @@ mod tests {
 
     #[test]
     fn policy_maps_to_class() {
+        let sub = config("app.localhost", &["http://app.localhost:8080"]);
+        assert!(
+            Rp::new(sub).is_ok(),
+            "a localhost subdomain is a secure context"
+        );
         let mut cfg = config("localhost", &["http://localhost:8080"]);
         assert_eq!(
             Rp::new(cfg.clone()).unwrap().class(),
