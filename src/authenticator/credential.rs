@@ -257,6 +257,11 @@ impl Credential {
         keys::signing_key(self.private_key.expose_secret())
     }
 
+    /// The private key for signing (checked, without computing the public key).
+    pub fn secret_key(&self) -> Result<p256::SecretKey, AuthnError> {
+        keys::secret_key(self.private_key.expose_secret())
+    }
+
     /// SHA-256 of the rpId.
     pub fn rp_id_hash(&self) -> [u8; 32] {
         keys::sha256(self.rp_id.as_bytes())

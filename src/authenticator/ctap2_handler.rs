@@ -602,11 +602,11 @@ impl SoftKey {
             extensions: (!outputs.is_empty()).then_some(outputs),
         }
         .to_bytes();
-        let signed = [auth_data.as_slice(), &req.client_data_hash].concat();
+        let signed: [&[u8]; 2] = [&auth_data, &req.client_data_hash];
         let att_stmt = match self.options.attestation {
             AttestationKind::None => AttestationStatement::None,
             AttestationKind::SelfAttestation => {
-                let key = cred.signing_key().map_err(internal)?;
+                let key = cred.secret_key().map_err(internal)?;
                 AttestationStatement::Packed {
                     alg: -7,
                     sig: self.sign(&key, &signed),
@@ -617,7 +617,7 @@ impl SoftKey {
                 let key = self
                     .state
                     .attestation
-                    .batch_signing_key()
+                    .batch_secret_key()
                     .map_err(internal)?;
                 AttestationStatement::Packed {
                     alg: -7,
@@ -857,8 +857,8 @@ impl SoftKey {
             extensions: (!outputs.is_empty()).then_some(outputs),
         }
         .to_bytes();
-        let key = cred.signing_key().map_err(internal)?;
-        let signature = self.sign(&key, &[auth_data.as_slice(), client_data_hash].concat());
+        let key = cred.secret_key().map_err(internal)?;
+        let signature = self.sign(&key, &[&auth_data, client_data_hash]);
         self.persist().map_err(internal)?;
         Ok(get_assertion::Response {
             credential: Some(descriptor(&cred.id)),

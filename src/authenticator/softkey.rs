@@ -335,7 +335,7 @@ impl SoftKey {
             Some(k) => k,
             None => keys::new_private_key(self.rng.as_mut())?,
         };
-        keys::signing_key(private_key.expose_secret())?;
+        keys::secret_key(private_key.expose_secret())?;
         let id = match spec.id {
             Some(id) if !id.is_empty() && id.len() <= 1023 => id,
             Some(_) => {
@@ -462,14 +462,13 @@ impl SoftKey {
         self.state.global_counter
     }
 
-    /// ES256 signature, or a deliberately broken one when the test control says so.
-    pub(crate) fn sign(&self, key: &p256::ecdsa::SigningKey, message: &[u8]) -> Vec<u8> {
+    /// ES256 signature over the concatenation of `parts`, or a deliberately broken one (over
+    /// the message with 0xff appended) when the test control says so.
+    pub(crate) fn sign(&self, key: &p256::SecretKey, parts: &[&[u8]]) -> Vec<u8> {
         if self.controls.force_bad_signature {
-            let mut altered = message.to_vec();
-            altered.push(0xff);
-            keys::sign_der(key, &altered)
+            keys::sign_der_parts(key, &[parts.concat().as_slice(), &[0xff]])
         } else {
-            keys::sign_der(key, message)
+            keys::sign_der_parts(key, parts)
         }
     }
 }
