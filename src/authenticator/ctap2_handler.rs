@@ -508,7 +508,6 @@ impl SoftKey {
         self.pin.mark_user_present();
 
         let private_key = keys::new_private_key(self.rng.as_mut()).map_err(internal)?;
-        let master = self.master();
         let rp_id_hash = keys::sha256(rp_id.as_bytes());
         let cred = if rk {
             let mut id = keys::random_array::<32>(self.rng.as_mut())
@@ -559,10 +558,14 @@ impl SoftKey {
                 hmac_secret,
                 cred_blob: stored_blob.clone(),
             };
-            let id =
-                credential::wrap_credential_id(&master, &rp_id_hash, &payload, self.rng.as_mut())
-                    .map_err(internal)?;
-            Credential::from_wrapped(&master, &rp_id, &id, payload)
+            let id = credential::wrap_credential_id(
+                &self.master_keys,
+                &rp_id_hash,
+                &payload,
+                self.rng.as_mut(),
+            )
+            .map_err(internal)?;
+            Credential::from_wrapped(&self.master_keys, &rp_id, &id, payload)
         };
         if rk {
             self.state.credentials.retain(|c| !replaces(c));

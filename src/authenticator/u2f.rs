@@ -96,9 +96,8 @@ impl SoftKey {
             hmac_secret: false,
             cred_blob: None,
         };
-        let master = self.master();
         let key_handle = credential::wrap_credential_id(
-            &master,
+            &self.master_keys,
             &request.application,
             &payload,
             self.rng.as_mut(),
