@@ -22,6 +22,7 @@ APT_PACKAGES=(
   passwd                   # groupadd/groupdel for the access-control tests
   systemd                  # systemd-analyze verify/security on the shipped unit
   publicsuffix             # registrable-domain rules for the WebAuthn client
+  chromium                 # outside WebAuthn oracle (tests/webauthn_chromium.rs)
 )
 if [ "$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi
 missing=()

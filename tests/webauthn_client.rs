@@ -343,6 +343,14 @@ async fn browser_checks_happen_before_the_key_is_touched() {
         .await
         .unwrap_err();
     assert_eq!(err.name(), "NotAllowedError");
+    // Only a platform authenticator wanted: a roaming key is not eligible (not even asked).
+    let mut platform: serde_json::Value = serde_json::from_str(&options("example.com")).unwrap();
+    platform["authenticatorSelection"] = json!({"authenticatorAttachment": "platform"});
+    let err = register(&mut key, &platform.to_string(), &interaction)
+        .await
+        .unwrap_err();
+    assert_eq!(err.name(), "NotAllowedError", "{err}");
+    assert!(err.message().contains("no platform authenticator"), "{err}");
     // The user denies presence.
     let err = register(&mut key, &options("example.com"), &interaction)
         .await

@@ -47,6 +47,8 @@ pub enum BusError {
     TypeError(String),
     /// WebAuthn: a value could not be encoded or decoded (base64url, CBOR).
     EncodingError(String),
+    /// WebAuthn: a member names something it may not (a `prf.evalByCredential` key).
+    SyntaxError(String),
 }
 
 /// Errors inside the service layer, mapped onto [`BusError`] at the adapter boundary.

@@ -24,7 +24,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -43,6 +43,35 @@ pub const SOCKET_SUBDIR: &str = "virtual";
 pub const MAX_CONNECTIONS_PER_KEY: usize = 16;
 /// Pause after a failed `accept` (e.g. out of descriptors), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// At most one refusal line per key in this interval: any local user can connect in a loop, and
+/// each attempt must not cost a line in the journal.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Rate limit of the refusal lines of one key.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    /// When the last line was written, and how many refusals were not logged since.
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl RefusalLog {
+    /// `Some(n)` when a refusal at `now` is to be logged (`n` refusals went unlogged before it),
+    /// `None` when it is to be counted only.
+    fn should_log(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (last, suppressed) = &mut *state;
+        match last {
+            Some(at) if now.saturating_duration_since(*at) < REFUSAL_LOG_INTERVAL => {
+                *suppressed += 1;
+                None
+            }
+            _ => {
+                *last = Some(now);
+                Some(std::mem::take(suppressed))
+            }
+        }
+    }
+}
 
 /// The transports `Create` asks for (`"socket"`, `"uhid"`).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -113,6 +142,7 @@ struct KeyServer {
     /// The key's stop token: removing the key ends every connection.
     stop: CancellationToken,
     connections: Arc<Semaphore>,
+    refusals: RefusalLog,
 }
 
 impl KeyServer {
@@ -129,6 +159,7 @@ impl KeyServer {
             owner,
             stop: handle.stop.clone(),
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS_PER_KEY)),
+            refusals: RefusalLog::default(),
         })
     }
 
@@ -165,12 +196,13 @@ impl KeyServer {
         if may_connect(peer.uid, self.owner) {
             tracing::debug!(device = %self.device, peer_uid = peer.uid, "socket connection");
             self.serve(pipe, "socket");
-        } else {
+        } else if let Some(unlogged) = self.refusals.should_log(Instant::now()) {
             tracing::warn!(
                 device = %self.device,
                 peer_uid = peer.uid,
                 peer_pid = peer.pid,
                 owner = self.owner,
+                unlogged,
                 "refused a connection to a software key's socket: not its owner"
             );
         }
@@ -396,6 +428,17 @@ async fn accept_loop(listener: SeqpacketListener, socket: Arc<SocketFile>, serve
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_logged_once_per_interval_with_the_count_in_between() {
+        let log = RefusalLog::default();
+        let t0 = Instant::now();
+        assert_eq!(log.should_log(t0), Some(0));
+        assert_eq!(log.should_log(t0 + Duration::from_secs(1)), None);
+        assert_eq!(log.should_log(t0 + Duration::from_secs(9)), None);
+        assert_eq!(log.should_log(t0 + REFUSAL_LOG_INTERVAL), Some(2));
+        assert_eq!(log.should_log(t0 + REFUSAL_LOG_INTERVAL), None);
+    }
 
     #[test]
     fn only_the_owner_and_root_may_connect() {

@@ -61,6 +61,7 @@ fn dom_error(err: WebAuthnError) -> BusError {
         WebAuthnError::Constraint(_) => BusError::ConstraintError(message),
         WebAuthnError::Type(_) => BusError::TypeError(message),
         WebAuthnError::Encoding(_) => BusError::EncodingError(message),
+        WebAuthnError::Syntax(_) => BusError::SyntaxError(message),
         _ => BusError::Failed(message),
     }
 }

@@ -67,6 +67,12 @@ pub trait Authenticator: Send {
         vec!["usb".to_owned()]
     }
 
+    /// Its attachment (WebAuthn L3 §5.4.5): `cross-platform` for roaming keys (USB and software
+    /// keys), `platform` for one built into the machine.
+    fn attachment(&self) -> &'static str {
+        "cross-platform"
+    }
+
     /// One CTAP2 request (command byte + CBOR); the reply is status byte + CBOR. `cancel`
     /// must make the device send CTAPHID_CANCEL and answer `DeviceError::Cancelled`.
     fn cbor<'a>(
@@ -549,8 +555,20 @@ impl WebAuthnClient {
             client_data_json(CeremonyType::Create, &options.challenge, origin.as_str());
         let hash = client_data_hash(&client_data);
         let timeout = clamp_timeout(options.timeout_ms);
+        // Only authenticators of the requested attachment are eligible (§5.1.3 step 20): they
+        // are moved to the front, and the session chooses among them.
+        let wanted = options.authenticator_attachment.as_deref();
+        let eligible = |a: &&mut dyn Authenticator| wanted.is_none_or(|w| a.attachment() == w);
+        authenticators.sort_by_key(|a| !eligible(a));
+        let count = authenticators.iter().filter(|a| eligible(a)).count();
+        if count == 0 && !authenticators.is_empty() {
+            return Err(WebAuthnError::NotAllowed(format!(
+                "no {} authenticator is available",
+                wanted.unwrap_or_default()
+            )));
+        }
         let mut session = self
-            .open_session(authenticators, interaction, cancel, timeout)
+            .open_session(&mut authenticators[..count], interaction, cancel, timeout)
             .await?;
 
         // Resident key (§5.1.3 step 20 / authenticatorSelection.residentKey).
@@ -751,7 +769,7 @@ impl WebAuthnClient {
                 public_key_algorithm: algorithm,
                 attestation_object: b64::encode(&attestation_object),
             },
-            authenticator_attachment: Some("cross-platform".into()),
+            authenticator_attachment: Some(session.authenticator.attachment().into()),
             client_extension_results: outputs,
             type_: "public-key".into(),
         })

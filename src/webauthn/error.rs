@@ -31,6 +31,10 @@ pub enum WebAuthnError {
     /// A base64url member or the authenticator's reply cannot be decoded.
     #[error("EncodingError: {0}")]
     Encoding(String),
+    /// A member is well-formed but names something it may not (e.g. a `prf.evalByCredential`
+    /// key outside allowCredentials, L3 §10.1.4).
+    #[error("SyntaxError: {0}")]
+    Syntax(String),
     /// An internal failure of the client or of the device transport (reported to
     /// web callers as `UnknownError`).
     #[error("UnknownError: {0}")]
@@ -49,6 +53,7 @@ impl WebAuthnError {
             Self::Constraint(_) => "ConstraintError",
             Self::Type(_) => "TypeError",
             Self::Encoding(_) => "EncodingError",
+            Self::Syntax(_) => "SyntaxError",
             Self::Unknown(_) => "UnknownError",
         }
     }
@@ -64,6 +69,7 @@ impl WebAuthnError {
             | Self::Constraint(m)
             | Self::Type(m)
             | Self::Encoding(m)
+            | Self::Syntax(m)
             | Self::Unknown(m) => m,
         }
     }

@@ -552,9 +552,11 @@ impl RequestOptions {
                         "prf.evalByCredential needs allowCredentials".into(),
                     ));
                 }
-                let id = bytes("prf.evalByCredential key", &key)?;
+                // Every fault of a key is a SyntaxError (L3 §10.1.4 step 2), as in browsers.
+                let id = bytes("prf.evalByCredential key", &key)
+                    .map_err(|err| WebAuthnError::Syntax(err.message().to_owned()))?;
                 if id.is_empty() || !allow_credentials.iter().any(|d| d.id == id) {
-                    return Err(WebAuthnError::Type(format!(
+                    return Err(WebAuthnError::Syntax(format!(
                         "prf.evalByCredential key {key:?} is not in allowCredentials"
                     )));
                 }
@@ -897,7 +899,12 @@ mod tests {
             (
                 r#"{"challenge":"AA","allowCredentials":[{"type":"public-key","id":"AQID"}],
                     "extensions":{"prf":{"evalByCredential":{"AQIE":{"first":"AA"}}}}}"#,
-                "TypeError",
+                "SyntaxError",
+            ),
+            (
+                r#"{"challenge":"AA","allowCredentials":[{"type":"public-key","id":"AQID"}],
+                    "extensions":{"prf":{"evalByCredential":{"***":{"first":"AA"}}}}}"#,
+                "SyntaxError",
             ),
             (
                 r#"{"challenge":"AA","extensions":{"largeBlob":{"write":"AA"}}}"#,
