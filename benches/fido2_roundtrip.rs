@@ -9,7 +9,9 @@
 //! and its ratio as well, next to the end-to-end ratio: the first is what the driver controls.
 //!
 //! Run: `KEYGATE_PYTHON=/work/venv/bin/python cargo bench --bench fido2_roundtrip`
-//! (`FIDO2_BENCH_N` round trips per operation, default 300).
+//! (`FIDO2_BENCH_N` round trips per operation, default 300). `FIDO2_BENCH_ONLY=key` times the
+//! key's own work alone (no driver, no socket, no python), for profilers such as
+//! `valgrind --tool=callgrind`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -89,6 +91,17 @@ fn ga_request(credential_id: &[u8]) -> Vec<u8> {
     .encode()
 }
 
+/// The credential ID in a MakeCredential reply (status byte + CBOR).
+fn credential_id_of(reply: &[u8]) -> Vec<u8> {
+    decode_response::<make_credential::Request>(reply)
+        .unwrap()
+        .auth_data()
+        .unwrap()
+        .attested_credential_data
+        .unwrap()
+        .credential_id
+}
+
 /// keygate's driver: n MakeCredential then n GetAssertion.
 /// MakeCredential then GetAssertion `n` times each; the stats and the last credential id.
 async fn drive<P: ReportPipe>(pipe: P, n: usize) -> (Stats, Stats, Vec<u8>) {
@@ -101,13 +114,7 @@ async fn drive<P: ReportPipe>(pipe: P, n: usize) -> (Stats, Stats, Vec<u8>) {
         let t = Instant::now();
         let reply = device.cbor_raw(&mc, &cancel, &mut |_| {}).await.unwrap();
         mc_times.push(t.elapsed());
-        let response = decode_response::<make_credential::Request>(&reply).unwrap();
-        credential_id = response
-            .auth_data()
-            .unwrap()
-            .attested_credential_data
-            .unwrap()
-            .credential_id;
+        credential_id = credential_id_of(&reply);
     }
     let ga = ga_request(&credential_id);
     let mut ga_times = Vec::with_capacity(n);
@@ -134,6 +141,24 @@ fn key_work(key: &SharedSoftKey, request: &[u8], n: usize) -> Stats {
         })
         .collect();
     stats(samples)
+}
+
+/// The key's own work alone: MakeCredential `n` times, then GetAssertion `n` times with the
+/// credential the first MakeCredential created.
+fn key_only(key: &SharedSoftKey, n: usize) {
+    let mc = mc_request();
+    let reply = key
+        .with(|k| k.handle_cbor(&mc, &mut AutoApproveForTests, Instant::now()))
+        .unwrap();
+    let credential_id = credential_id_of(&reply);
+    print(
+        "key's own work (handler in-process), MakeCredential",
+        &key_work(key, &mc, n),
+    );
+    print(
+        "key's own work (handler in-process), GetAssertion",
+        &key_work(key, &ga_request(&credential_id), n),
+    );
 }
 
 /// A client's own cost: its p50 round trip minus the key's p50 work.
@@ -184,6 +209,10 @@ fn main() {
         ..SoftKeyOptions::default()
     };
     let key = SharedSoftKey::new(SoftKey::new(options).unwrap(), PresencePolicy::AutoApprove);
+    if std::env::var("FIDO2_BENCH_ONLY").as_deref() == Ok("key") {
+        key_only(&key, n);
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("bench.sock");
     let shutdown = CancellationToken::new();

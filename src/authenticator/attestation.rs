@@ -196,6 +196,11 @@ impl AttestationMaterial {
     pub fn batch_signing_key(&self) -> Result<SigningKey, AuthnError> {
         keys::signing_key(self.batch_key.expose_secret())
     }
+
+    /// The batch private key for signing (without computing its public key).
+    pub(crate) fn batch_secret_key(&self) -> Result<p256::SecretKey, AuthnError> {
+        keys::secret_key(self.batch_key.expose_secret())
+    }
 }
 
 #[cfg(test)]

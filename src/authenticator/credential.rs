@@ -118,19 +118,38 @@ pub struct WrappedPayload {
     pub cred_blob: Option<Vec<u8>>,
 }
 
-fn wrap_cipher(master: &[u8; 32]) -> Option<Aes256Gcm> {
-    let key = keys::hkdf_sha256(master, b"", WRAP_INFO);
-    Aes256Gcm::new_from_slice(key.expose_secret()).ok()
+/// The keys a software key derives from its master secret with HKDF-SHA-256: the credential-ID
+/// wrapping key `k` and the key of the CredRandoms of non-resident credentials. Derived once per
+/// master secret (when the state is loaded or replaced), not on every request; held in
+/// [`Secret`]s like the master secret itself.
+#[derive(Debug)]
+pub(crate) struct MasterKeys {
+    wrap: Secret<[u8; 32]>,
+    cred_random: Secret<[u8; 32]>,
+}
+
+impl MasterKeys {
+    /// The keys of `master`.
+    pub(crate) fn derive(master: &[u8; 32]) -> Self {
+        Self {
+            wrap: keys::hkdf_sha256(master, b"", WRAP_INFO),
+            cred_random: keys::hkdf_sha256(master, b"", CRED_RANDOM_INFO),
+        }
+    }
+
+    fn wrap_cipher(&self) -> Option<Aes256Gcm> {
+        Aes256Gcm::new_from_slice(self.wrap.expose_secret()).ok()
+    }
 }
 
 /// Wraps a non-resident credential into its ID, bound to `rp_id_hash`.
-pub fn wrap_credential_id(
-    master: &[u8; 32],
+pub(crate) fn wrap_credential_id(
+    master: &MasterKeys,
     rp_id_hash: &[u8; 32],
     payload: &WrappedPayload,
     rng: &mut dyn RandomSource,
 ) -> Result<Vec<u8>, AuthnError> {
-    let cipher = wrap_cipher(master).ok_or(AuthnError::Random)?;
+    let cipher = master.wrap_cipher().ok_or(AuthnError::Random)?;
     let nonce_bytes = keys::random_array::<12>(rng)?;
     let mut plain = Secret::new(Vec::with_capacity(68));
     let buf = plain.expose_secret_mut();
@@ -167,15 +186,15 @@ pub fn wrap_credential_id(
 }
 
 /// Opens a wrapped credential ID; `None` if it was not made by this key for this rpIdHash.
-pub fn unwrap_credential_id(
-    master: &[u8; 32],
+pub(crate) fn unwrap_credential_id(
+    master: &MasterKeys,
     rp_id_hash: &[u8; 32],
     id: &[u8],
 ) -> Option<WrappedPayload> {
     if id.len() < 1 + 12 + 16 + 35 || id[0] != WRAPPED_ID_VERSION {
         return None;
     }
-    let cipher = wrap_cipher(master)?;
+    let cipher = master.wrap_cipher()?;
     let nonce_bytes: [u8; 12] = id[1..13].try_into().ok()?;
     let nonce = Nonce::from(nonce_bytes);
     let plain = Secret::new(
@@ -211,13 +230,13 @@ pub fn unwrap_credential_id(
 }
 
 /// The CredRandom pair of a non-resident credential, derived from the master secret and its key.
-pub fn derived_cred_randoms(
-    master: &[u8; 32],
+pub(crate) fn derived_cred_randoms(
+    master: &MasterKeys,
     private_key: &[u8],
 ) -> (Secret<Vec<u8>>, Secret<Vec<u8>>) {
-    let k = keys::hkdf_sha256(master, b"", CRED_RANDOM_INFO);
-    let with_uv = keys::hmac_sha256(k.expose_secret(), &[b"uv", private_key]);
-    let without_uv = keys::hmac_sha256(k.expose_secret(), &[b"no-uv", private_key]);
+    let k = master.cred_random.expose_secret();
+    let with_uv = keys::hmac_sha256(k, &[b"uv", private_key]);
+    let without_uv = keys::hmac_sha256(k, &[b"no-uv", private_key]);
     (
         Secret::new(with_uv.to_vec()),
         Secret::new(without_uv.to_vec()),
@@ -226,8 +245,8 @@ pub fn derived_cred_randoms(
 
 impl Credential {
     /// The credential a wrapped ID stands for.
-    pub fn from_wrapped(
-        master: &[u8; 32],
+    pub(crate) fn from_wrapped(
+        master: &MasterKeys,
         rp_id: &str,
         id: &[u8],
         payload: WrappedPayload,
@@ -257,6 +276,11 @@ impl Credential {
         keys::signing_key(self.private_key.expose_secret())
     }
 
+    /// The private key for signing (checked, without computing the public key).
+    pub fn secret_key(&self) -> Result<p256::SecretKey, AuthnError> {
+        keys::secret_key(self.private_key.expose_secret())
+    }
+
     /// SHA-256 of the rpId.
     pub fn rp_id_hash(&self) -> [u8; 32] {
         keys::sha256(self.rp_id.as_bytes())
@@ -280,7 +304,7 @@ mod tests {
     #[test]
     fn wrapped_id_round_trips_and_rejects_forgeries() {
         let mut rng = SeededRandomForTests::new(7);
-        let master = [0x42u8; 32];
+        let master = MasterKeys::derive(&[0x42u8; 32]);
         let rp = keys::sha256(b"example.com");
         let p = payload(&mut rng);
         let id = wrap_credential_id(&master, &rp, &p, &mut rng).unwrap();
@@ -298,7 +322,7 @@ mod tests {
 
         // Another RP, another key's master, any flipped bit, truncation: all rejected.
         assert!(unwrap_credential_id(&master, &keys::sha256(b"evil.com"), &id).is_none());
-        assert!(unwrap_credential_id(&[0x43u8; 32], &rp, &id).is_none());
+        assert!(unwrap_credential_id(&MasterKeys::derive(&[0x43u8; 32]), &rp, &id).is_none());
         for i in 0..id.len() {
             let mut forged = id.clone();
             forged[i] ^= 0x01;
@@ -325,10 +349,34 @@ mod tests {
         assert_eq!(CredProtect::from_u8(4), None);
     }
 
+    /// The derivations are those of the stored credentials (IDs and CredRandoms must survive an
+    /// upgrade): HKDF-SHA-256 / HMAC-SHA-256 values from Python's hmac and hashlib.
+    #[test]
+    fn master_key_derivations_match_an_outside_hkdf() {
+        let hex = |s: &str| data_encoding::HEXLOWER.decode(s.as_bytes()).unwrap();
+        assert_eq!(
+            MasterKeys::derive(&[0x42u8; 32])
+                .wrap
+                .expose_secret()
+                .to_vec(),
+            hex("ba5fced43dbc22912c4937ebacb1a3898956db9bae204461da958b0ae0830c7c")
+        );
+        let (uv, no_uv) = derived_cred_randoms(&MasterKeys::derive(&[1u8; 32]), &[2u8; 32]);
+        assert_eq!(
+            uv.expose_secret(),
+            &hex("7a25c458d26b9899aedb6c179d8bcd937833377d1bbf9bae71cb922952b2cd11")
+        );
+        assert_eq!(
+            no_uv.expose_secret(),
+            &hex("b049a2d68ce3afd416d57be009e72a2482bf66dce833682dfed017f2ae27e2e6")
+        );
+    }
+
     #[test]
     fn derived_cred_randoms_differ_per_uv_and_key() {
-        let (a, b) = derived_cred_randoms(&[1u8; 32], &[2u8; 32]);
-        let (c, _) = derived_cred_randoms(&[1u8; 32], &[3u8; 32]);
+        let master = MasterKeys::derive(&[1u8; 32]);
+        let (a, b) = derived_cred_randoms(&master, &[2u8; 32]);
+        let (c, _) = derived_cred_randoms(&master, &[3u8; 32]);
         assert_ne!(a.expose_secret(), b.expose_secret());
         assert_ne!(a.expose_secret(), c.expose_secret());
         assert_eq!(a.expose_secret().len(), 32);

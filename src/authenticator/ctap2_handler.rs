@@ -508,7 +508,6 @@ impl SoftKey {
         self.pin.mark_user_present();
 
         let private_key = keys::new_private_key(self.rng.as_mut()).map_err(internal)?;
-        let master = self.master();
         let rp_id_hash = keys::sha256(rp_id.as_bytes());
         let cred = if rk {
             let mut id = keys::random_array::<32>(self.rng.as_mut())
@@ -559,10 +558,14 @@ impl SoftKey {
                 hmac_secret,
                 cred_blob: stored_blob.clone(),
             };
-            let id =
-                credential::wrap_credential_id(&master, &rp_id_hash, &payload, self.rng.as_mut())
-                    .map_err(internal)?;
-            Credential::from_wrapped(&master, &rp_id, &id, payload)
+            let id = credential::wrap_credential_id(
+                &self.master_keys,
+                &rp_id_hash,
+                &payload,
+                self.rng.as_mut(),
+            )
+            .map_err(internal)?;
+            Credential::from_wrapped(&self.master_keys, &rp_id, &id, payload)
         };
         if rk {
             self.state.credentials.retain(|c| !replaces(c));
@@ -602,11 +605,11 @@ impl SoftKey {
             extensions: (!outputs.is_empty()).then_some(outputs),
         }
         .to_bytes();
-        let signed = [auth_data.as_slice(), &req.client_data_hash].concat();
+        let signed: [&[u8]; 2] = [&auth_data, &req.client_data_hash];
         let att_stmt = match self.options.attestation {
             AttestationKind::None => AttestationStatement::None,
             AttestationKind::SelfAttestation => {
-                let key = cred.signing_key().map_err(internal)?;
+                let key = cred.secret_key().map_err(internal)?;
                 AttestationStatement::Packed {
                     alg: -7,
                     sig: self.sign(&key, &signed),
@@ -617,7 +620,7 @@ impl SoftKey {
                 let key = self
                     .state
                     .attestation
-                    .batch_signing_key()
+                    .batch_secret_key()
                     .map_err(internal)?;
                 AttestationStatement::Packed {
                     alg: -7,
@@ -857,8 +860,8 @@ impl SoftKey {
             extensions: (!outputs.is_empty()).then_some(outputs),
         }
         .to_bytes();
-        let key = cred.signing_key().map_err(internal)?;
-        let signature = self.sign(&key, &[auth_data.as_slice(), client_data_hash].concat());
+        let key = cred.secret_key().map_err(internal)?;
+        let signature = self.sign(&key, &[&auth_data, client_data_hash]);
         self.persist().map_err(internal)?;
         Ok(get_assertion::Response {
             credential: Some(descriptor(&cred.id)),

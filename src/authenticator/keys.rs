@@ -62,20 +62,50 @@ pub fn random_array<const N: usize>(rng: &mut dyn RandomSource) -> Result<[u8; N
 }
 
 /// A new P-256 private scalar (retries the negligible out-of-range case).
+///
+/// Checked as a scalar only ([`secret_key`]): the public key is not computed here.
 pub fn new_private_key(rng: &mut dyn RandomSource) -> Result<Secret<[u8; 32]>, AuthnError> {
     for _ in 0..16 {
         let bytes = Secret::new(random_array::<32>(rng)?);
-        if SigningKey::from_slice(bytes.expose_secret()).is_ok() {
+        if secret_key(bytes.expose_secret()).is_ok() {
             return Ok(bytes);
         }
     }
     Err(AuthnError::Random)
 }
 
-/// The ECDSA signing key of a stored scalar.
+/// The ECDSA signing key of a stored scalar. This computes the public key (a scalar
+/// multiplication); to sign, [`secret_key`] and [`sign_der_parts`] do without it.
 pub fn signing_key(private_key: &[u8]) -> Result<SigningKey, AuthnError> {
-    SigningKey::from_slice(private_key)
-        .map_err(|_| AuthnError::BadCredential("private key is not a P-256 scalar".into()))
+    SigningKey::from_slice(private_key).map_err(|_| not_a_scalar())
+}
+
+fn not_a_scalar() -> AuthnError {
+    AuthnError::BadCredential("private key is not a P-256 scalar".into())
+}
+
+/// A stored scalar as a P-256 secret key (zeroized on drop), checked (non-zero, below the group
+/// order) exactly as [`signing_key`] checks it, but without computing the public key.
+pub fn secret_key(private_key: &[u8]) -> Result<p256::SecretKey, AuthnError> {
+    p256::SecretKey::from_slice(private_key).map_err(|_| not_a_scalar())
+}
+
+/// ES256 signature over the concatenation of `parts`, DER-encoded: the same bytes as
+/// [`sign_der`] with the [`signing_key`] of `key` over `parts.concat()` (SHA-256, RFC 6979
+/// nonce, FIPS 186-4 §6.4), without the public-key multiplication [`SigningKey`] does when built
+/// and without copying the message.
+pub fn sign_der_parts(key: &p256::SecretKey, parts: &[&[u8]]) -> Vec<u8> {
+    use zeroize::Zeroize;
+    let mut digest = Sha256::new();
+    for part in parts {
+        digest.update(part);
+    }
+    let prehash = digest.finalize();
+    let mut scalar = key.to_nonzero_scalar();
+    let (signature, _) =
+        ecdsa::hazmat::sign_prehashed_rfc6979::<p256::NistP256, Sha256>(&scalar, &prehash, &[]);
+    scalar.zeroize();
+    signature.to_der().as_bytes().to_vec()
 }
 
 /// Uncompressed public point (x, y) of a signing key.
@@ -216,5 +246,48 @@ pub(crate) mod bytes_serde {
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
             Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::{VerifyingKey, signature::Verifier};
+
+    #[test]
+    fn sign_der_parts_is_sign_der_over_the_concatenation() {
+        let mut rng = SeededRandomForTests::new(11);
+        for round in 0..8u8 {
+            let scalar = new_private_key(&mut rng).unwrap();
+            let parts: [&[u8]; 3] = [b"authenticator data", &[round; 32], b""];
+            let fast = sign_der_parts(&secret_key(scalar.expose_secret()).unwrap(), &parts);
+            let reference = signing_key(scalar.expose_secret()).unwrap();
+            assert_eq!(fast, sign_der(&reference, &parts.concat()));
+            let signature = Signature::from_der(&fast).unwrap();
+            VerifyingKey::from(&reference)
+                .verify(&parts.concat(), &signature)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn secret_key_checks_the_scalar_as_signing_key_does() {
+        let order = [
+            0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            0xff, 0xff, 0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84, 0xf3, 0xb9, 0xca, 0xc2,
+            0xfc, 0x63, 0x25, 0x51,
+        ];
+        let mut below = order;
+        below[31] -= 1;
+        for bytes in [[0u8; 32], order, [0xff; 32], below, [1u8; 32]] {
+            assert_eq!(
+                secret_key(&bytes).is_ok(),
+                signing_key(&bytes).is_ok(),
+                "{bytes:02x?}"
+            );
+        }
+        assert!(secret_key(&below).is_ok());
+        assert!(secret_key(&order).is_err());
+        assert!(secret_key(&[0u8; 32]).is_err());
     }
 }

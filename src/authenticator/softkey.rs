@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::authenticator::attestation::AttestationMaterial;
-use crate::authenticator::credential::{self, CredProtect, Credential, UserInfo};
+use crate::authenticator::credential::{self, CredProtect, Credential, MasterKeys, UserInfo};
 use crate::authenticator::keys::{self, OsRandom, RandomSource, bytes_serde};
 use crate::authenticator::pin::{PinRecord, PinState};
 use crate::authenticator::presence::VirtualPresence;
@@ -105,6 +105,8 @@ impl InjectCredential {
 pub struct SoftKey {
     pub(crate) options: SoftKeyOptions,
     pub(crate) state: SoftKeyState,
+    /// Keys derived from `state.master_secret` (kept in step by [`SoftKey::replace_state`]).
+    pub(crate) master_keys: MasterKeys,
     pub(crate) pin: PinState,
     pub(crate) vault: Box<dyn CredentialVault>,
     pub(crate) rng: Box<dyn RandomSource>,
@@ -167,6 +169,7 @@ impl SoftKey {
         let mut key = Self {
             session: crate::authenticator::ctap2_handler::Session::new(rng.as_mut()),
             options,
+            master_keys: master_keys(&state),
             state,
             pin,
             vault,
@@ -227,7 +230,7 @@ impl SoftKey {
         match ciborium::from_reader::<SoftKeyState, _>(bytes.expose_secret().as_slice()) {
             Ok(state) if state.version == STATE_VERSION => {
                 self.pin.record = state.pin.clone();
-                self.state = state;
+                self.replace_state(state);
             }
             _ => {}
         }
@@ -253,13 +256,10 @@ impl SoftKey {
         &self.state.attestation.batch_cert
     }
 
-    pub(crate) fn master(&self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        let m = self.state.master_secret.expose_secret();
-        if m.len() == 32 {
-            out.copy_from_slice(m);
-        }
-        out
+    /// Replaces the persistent state, and the keys derived from its master secret with it.
+    fn replace_state(&mut self, state: SoftKeyState) {
+        self.master_keys = master_keys(&state);
+        self.state = state;
     }
 
     /// A virtual power cycle (unplug and replug): volatile state is lost, the PIN mismatch
@@ -278,9 +278,9 @@ impl SoftKey {
     /// Wipes credentials, PIN, large blobs and the master secret (authenticatorReset after its
     /// checks); attestation material stays (it belongs to the device, not the user).
     pub(crate) fn wipe(&mut self, now: Instant) -> Result<(), AuthnError> {
-        let attestation = self.state.attestation.clone();
-        self.state = Self::fresh_state(&self.options, self.rng.as_mut())?;
-        self.state.attestation = attestation;
+        let mut state = Self::fresh_state(&self.options, self.rng.as_mut())?;
+        state.attestation = self.state.attestation.clone();
+        self.replace_state(state);
         self.pin = PinState::new(self.state.pin.clone(), self.rng.as_mut(), now);
         self.session = crate::authenticator::ctap2_handler::Session::new(self.rng.as_mut());
         self.persist()
@@ -335,7 +335,7 @@ impl SoftKey {
             Some(k) => k,
             None => keys::new_private_key(self.rng.as_mut())?,
         };
-        keys::signing_key(private_key.expose_secret())?;
+        keys::secret_key(private_key.expose_secret())?;
         let id = match spec.id {
             Some(id) if !id.is_empty() && id.len() <= 1023 => id,
             Some(_) => {
@@ -428,8 +428,8 @@ impl SoftKey {
             return Some(c.clone());
         }
         let rp_id_hash = keys::sha256(rp_id.as_bytes());
-        credential::unwrap_credential_id(&self.master(), &rp_id_hash, id)
-            .map(|payload| Credential::from_wrapped(&self.master(), rp_id, id, payload))
+        credential::unwrap_credential_id(&self.master_keys, &rp_id_hash, id)
+            .map(|payload| Credential::from_wrapped(&self.master_keys, rp_id, id, payload))
     }
 
     /// Finds a credential by rpIdHash only (U2F, where the rpId string is unknown).
@@ -446,8 +446,8 @@ impl SoftKey {
         {
             return Some(c.clone());
         }
-        credential::unwrap_credential_id(&self.master(), rp_id_hash, id)
-            .map(|payload| Credential::from_wrapped(&self.master(), "", id, payload))
+        credential::unwrap_credential_id(&self.master_keys, rp_id_hash, id)
+            .map(|payload| Credential::from_wrapped(&self.master_keys, "", id, payload))
     }
 
     /// Advances the signature counter for `cred` and returns the new value.
@@ -462,16 +462,26 @@ impl SoftKey {
         self.state.global_counter
     }
 
-    /// ES256 signature, or a deliberately broken one when the test control says so.
-    pub(crate) fn sign(&self, key: &p256::ecdsa::SigningKey, message: &[u8]) -> Vec<u8> {
+    /// ES256 signature over the concatenation of `parts`, or a deliberately broken one (over
+    /// the message with 0xff appended) when the test control says so.
+    pub(crate) fn sign(&self, key: &p256::SecretKey, parts: &[&[u8]]) -> Vec<u8> {
         if self.controls.force_bad_signature {
-            let mut altered = message.to_vec();
-            altered.push(0xff);
-            keys::sign_der(key, &altered)
+            keys::sign_der_parts(key, &[parts.concat().as_slice(), &[0xff]])
         } else {
-            keys::sign_der(key, message)
+            keys::sign_der_parts(key, parts)
         }
     }
+}
+
+/// The keys derived from the master secret of `state` (a master secret that is not 32 bytes
+/// long counts as 32 zero bytes).
+fn master_keys(state: &SoftKeyState) -> MasterKeys {
+    let mut master = Secret::new([0u8; 32]);
+    let stored = state.master_secret.expose_secret();
+    if stored.len() == 32 {
+        master.expose_secret_mut().copy_from_slice(stored);
+    }
+    MasterKeys::derive(master.expose_secret())
 }
 
 /// A key shared between `serve()` tasks and controllers, with its presence source.

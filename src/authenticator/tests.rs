@@ -1046,3 +1046,26 @@ fn garbage_and_mutated_requests_never_panic() {
         assert!(h.key.handle_u2f(&apdu, &mut AutoApproveForTests).len() >= 2);
     }
 }
+
+/// The keys derived from the master secret follow it: after a reset, IDs wrapped under the old
+/// master secret are unknown, and IDs wrapped under the new one work.
+#[test]
+fn wrapped_ids_follow_the_master_secret_across_reset() {
+    let mut h = Harness::new(SoftKeyOptions::default());
+    let req = h.make_credential_request("example.com", b"user", false);
+    let (old_id, old_key) = credential_public_key(&h.ok(&req).unwrap());
+    let before = h
+        .ok(&assertion_request("example.com", Some(&old_id)))
+        .unwrap();
+    assert!(verify_assertion(&old_key, &before));
+    h.ok(&reset::Request).unwrap();
+    assert_eq!(
+        h.ok(&assertion_request("example.com", Some(&old_id))).err(),
+        Some(StatusCode::CTAP2_ERR_NO_CREDENTIALS)
+    );
+    let (new_id, new_key) = credential_public_key(&h.ok(&req).unwrap());
+    let after = h
+        .ok(&assertion_request("example.com", Some(&new_id)))
+        .unwrap();
+    assert!(verify_assertion(&new_key, &after));
+}

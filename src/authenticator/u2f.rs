@@ -96,9 +96,8 @@ impl SoftKey {
             hmac_secret: false,
             cred_blob: None,
         };
-        let master = self.master();
         let key_handle = credential::wrap_credential_id(
-            &master,
+            &self.master_keys,
             &request.application,
             &payload,
             self.rng.as_mut(),
@@ -106,7 +105,7 @@ impl SoftKey {
         .map_err(|_| UNKNOWN)?;
         let (Ok(cred_key), Ok(batch)) = (
             keys::signing_key(payload.private_key.expose_secret()),
-            self.state.attestation.batch_signing_key(),
+            self.state.attestation.batch_secret_key(),
         ) else {
             return Err(UNKNOWN);
         };
@@ -119,7 +118,7 @@ impl SoftKey {
             attestation_certificate: self.state.attestation.batch_cert.clone(),
             signature: Vec::new(),
         };
-        response.signature = self.sign(&batch, &response.signed_data(request));
+        response.signature = self.sign(&batch, &[&response.signed_data(request)]);
         response.encode().map_err(|_| UNKNOWN)
     }
 
@@ -143,7 +142,7 @@ impl SoftKey {
             AuthenticateControl::DONT_ENFORCE_USER_PRESENCE_AND_SIGN => false,
             _ => return Err(StatusWord(sw::INCORRECT_P1P2)),
         };
-        let signing_key = cred.signing_key().map_err(|_| UNKNOWN)?;
+        let signing_key = cred.secret_key().map_err(|_| UNKNOWN)?;
         let counter = self.bump_counter(&cred);
         self.persist().map_err(|_| UNKNOWN)?;
         self.last = LastOperation {
@@ -156,7 +155,7 @@ impl SoftKey {
             signature: Vec::new(),
         };
         let signed = response.signed_data(&request.application, &request.challenge);
-        response.signature = self.sign(&signing_key, &signed);
+        response.signature = self.sign(&signing_key, &[&signed]);
         Ok(response.encode())
     }
 }

@@ -141,12 +141,76 @@ pub fn from_slice(bytes: &[u8]) -> Result<Value, DecodeError> {
 /// OpenSK rejects anything else, so no real client is refused.
 pub fn from_slice_canonical(bytes: &[u8]) -> Result<Value, DecodeError> {
     let value = from_slice(bytes)?;
-    if to_vec(&value) != bytes {
+    if !is_plainly_canonical(bytes) && to_vec(&value) != bytes {
         return Err(DecodeError::invalid_cbor(
             "CBOR not in CTAP2 canonical form",
         ));
     }
     Ok(value)
+}
+
+/// Whether the well-formed item `bytes` is certainly what [`to_vec`] writes for it, found by
+/// walking the bytes without re-encoding: every item is an integer, a byte or text string, an
+/// array, a map, false, true or null, with definite lengths and every head in its shortest form,
+/// and the keys of every map in [`canonical_key_order`] (equal keys kept in place, as the stable
+/// sort of [`write`] keeps them). `false` means "not known" (tags, floats, other simple values,
+/// anything else): [`from_slice_canonical`] then compares with the re-encoding, so both paths
+/// accept exactly the same messages.
+fn is_plainly_canonical(bytes: &[u8]) -> bool {
+    let mut pos = 0;
+    skip_plain_item(bytes, &mut pos).is_some() && pos == bytes.len()
+}
+
+/// Steps over one item of the plain canonical subset at `*pos` (`None`: outside it). Only
+/// called on input that decoded within [`MAX_DEPTH`], so the recursion is bounded.
+fn skip_plain_item(bytes: &[u8], pos: &mut usize) -> Option<()> {
+    let initial = *bytes.get(*pos)?;
+    *pos += 1;
+    let (major, info) = (initial >> 5, initial & 0x1f);
+    if major == 7 {
+        // false, true, null.
+        return matches!(info, 20..=22).then_some(());
+    }
+    let mut argument = |len: usize, shortest_above: u64| -> Option<u64> {
+        let field = bytes.get(*pos..pos.checked_add(len)?)?;
+        *pos += len;
+        let n = field.iter().fold(0u64, |n, b| (n << 8) | u64::from(*b));
+        (n > shortest_above).then_some(n)
+    };
+    let n = match info {
+        0..=23 => u64::from(info),
+        24 => argument(1, 23)?,
+        25 => argument(2, 0xff)?,
+        26 => argument(4, 0xffff)?,
+        27 => argument(8, 0xffff_ffff)?,
+        _ => return None,
+    };
+    match major {
+        0 | 1 => Some(()),
+        2 | 3 => {
+            let end = pos.checked_add(usize::try_from(n).ok()?)?;
+            (end <= bytes.len()).then(|| *pos = end)
+        }
+        4 => (0..n).try_for_each(|_| skip_plain_item(bytes, pos)),
+        5 => {
+            let mut previous: Option<std::ops::Range<usize>> = None;
+            for _ in 0..n {
+                let start = *pos;
+                skip_plain_item(bytes, pos)?;
+                let key = start..*pos;
+                if let Some(previous) = previous
+                    && canonical_key_order(&bytes[previous], &bytes[key.clone()])
+                        == std::cmp::Ordering::Greater
+                {
+                    return None;
+                }
+                previous = Some(key);
+                skip_plain_item(bytes, pos)?;
+            }
+            Some(())
+        }
+        _ => None,
+    }
 }
 
 /// Decodes one CBOR data item at the start of `bytes`; returns it and the number of bytes used.
@@ -521,6 +585,71 @@ mod tests {
             // Well-formed: the lenient reader takes it.
             assert!(from_slice(non_canonical).is_ok(), "{non_canonical:02x?}");
         }
+    }
+
+    /// The walk that skips the re-encoding never calls canonical what the re-encoding would
+    /// not reproduce, and takes the requests real clients send: every one-byte change and
+    /// truncation of a GetAssertion and a MakeCredential request is checked against `to_vec`.
+    #[test]
+    fn plain_canonical_walk_agrees_with_the_re_encoding() {
+        use crate::ctap2::commands::{get_assertion, make_credential};
+        use crate::ctap2::{
+            PublicKeyCredentialDescriptor, PublicKeyCredentialParameters,
+            PublicKeyCredentialRpEntity, PublicKeyCredentialUserEntity,
+        };
+        let ga = get_assertion::Request {
+            rp_id: "example.com".into(),
+            client_data_hash: vec![0x42; 32],
+            allow_list: Some(vec![PublicKeyCredentialDescriptor::public_key(vec![7; 80])]),
+            ..Default::default()
+        }
+        .encode();
+        let mc = make_credential::Request {
+            client_data_hash: vec![0x42; 32],
+            rp: PublicKeyCredentialRpEntity {
+                id: "example.com".into(),
+                name: Some("Example".into()),
+            },
+            user: PublicKeyCredentialUserEntity {
+                id: b"user".to_vec(),
+                name: Some("user".into()),
+                display_name: Some("User".into()),
+            },
+            pub_key_cred_params: vec![PublicKeyCredentialParameters {
+                type_: "public-key".into(),
+                alg: -7,
+            }],
+            ..Default::default()
+        }
+        .encode();
+        let mut walked = 0;
+        for request in [&ga[1..], &mc[1..]] {
+            assert!(is_plainly_canonical(request));
+            let mut variants = vec![request.to_vec()];
+            for i in 0..request.len() {
+                variants.push(request[..i].to_vec());
+                for value in [
+                    0x00, 0x17, 0x18, 0x19, 0x20, 0x5f, 0x7f, 0xa0, 0xf5, 0xf9, 0xff,
+                ] {
+                    let mut changed = request.to_vec();
+                    changed[i] = value;
+                    variants.push(changed);
+                }
+                let mut bumped = request.to_vec();
+                bumped[i] = bumped[i].wrapping_add(1);
+                variants.push(bumped);
+            }
+            for bytes in variants {
+                let Ok(value) = from_slice(&bytes) else {
+                    continue;
+                };
+                if is_plainly_canonical(&bytes) {
+                    walked += 1;
+                    assert_eq!(to_vec(&value), bytes, "{bytes:02x?}");
+                }
+            }
+        }
+        assert!(walked > 100, "only {walked} variants took the walk");
     }
 
     #[test]
