@@ -21,8 +21,8 @@
 //! (CTAP 2.1 §10.2). [`race_cbor`], [`select_device`] and [`first_touched`] drive several
 //! keys at once: the first one touched wins, the others get CTAPHID_CANCEL.
 //!
-//! authenticatorConfig helpers are in `device_config.rs`, authenticatorLargeBlobs helpers in
-//! `device_blobs.rs` (both `impl Device`). Not implemented here: bio enrollment (its requests
+//! authenticatorConfig helpers are in `config.rs`, authenticatorLargeBlobs helpers in
+//! `blobs.rs` (both `impl Device`). Not implemented here: bio enrollment (its requests
 //! can be sent with [`Device::command`]), hmac-secret salts (the `ctap2` `PlatformSession`
 //! builds them; the WebAuthn client wires them in).
 
@@ -53,11 +53,8 @@ use crate::ctaphid::{
 use crate::hid::{BoxFuture, HidError, ReportPipe};
 use crate::secret::Secret;
 
-#[path = "device_blobs.rs"]
 mod blobs;
-#[path = "device_config.rs"]
 mod config;
-#[path = "device_race.rs"]
 mod race;
 
 /// An error of the host driver.
@@ -1379,7 +1376,7 @@ fn touched(reply: &Result<Vec<u8>, DeviceError>) -> bool {
 /// A MakeCredential's excludeList and a GetAssertion's allowList are fitted to each device's
 /// own maxCredentialCountInList / maxCredentialIdLength first, all devices at once; a device
 /// that holds none of an allowList's credentials waits for a touch and then answers
-/// NO_CREDENTIALS (see `device_race.rs`). A winner's touch also cancels the pre-flights still
+/// NO_CREDENTIALS (see `race.rs`). A winner's touch also cancels the pre-flights still
 /// running on the others.
 pub async fn race_cbor<P: ReportPipe>(
     devices: &mut [Device<P>],
