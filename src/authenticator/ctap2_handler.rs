@@ -358,6 +358,34 @@ impl SoftKey {
         self.pin.check_permission(needed, rp_id).map_err(pin_status)
     }
 
+    /// Whether the request is user-verified: through its pinUvAuthParam over the
+    /// clientDataHash (checked with `permission` for `rp_id`), else through built-in UV when
+    /// the `uv` option asks for it (§6.1.2 steps 5-11, §6.2.2 steps 5-9).
+    fn request_uv(
+        &mut self,
+        protocol: Option<u64>,
+        param: Option<&[u8]>,
+        client_data_hash: &[u8],
+        (permission, rp_id): (u8, &str),
+        uv_option: Option<bool>,
+        now: Instant,
+    ) -> CtapResult<bool> {
+        match param {
+            Some(_) if !self.options.client_pin => Err(StatusCode::CTAP2_ERR_PIN_AUTH_INVALID),
+            Some(param) => self
+                .check_token(
+                    protocol,
+                    param,
+                    client_data_hash,
+                    permission,
+                    Some(rp_id),
+                    now,
+                )
+                .map(|()| true),
+            None => self.builtin_uv(uv_option.unwrap_or(false)),
+        }
+    }
+
     /// maxCredentialCountInList / maxCredentialIdLength (GetInfo 0x07 / 0x08, CTAP 2.1 §6.4):
     /// a longer allowList / excludeList, or a longer credential ID in it, is refused with
     /// CTAP2_ERR_LIMIT_EXCEEDED (§8.2 "limit for number of items exceeded"). §6.1.2 and §6.2.2
@@ -425,33 +453,25 @@ impl SoftKey {
         if req.option("up") == Some(false) {
             return Err(StatusCode::CTAP2_ERR_INVALID_OPTION);
         }
-        let uv;
-        if let Some(param) = &req.pin_uv_auth_param {
-            if !self.options.client_pin {
-                return Err(StatusCode::CTAP2_ERR_PIN_AUTH_INVALID);
+        let uv = self.request_uv(
+            req.pin_uv_auth_protocol,
+            req.pin_uv_auth_param.as_deref(),
+            &req.client_data_hash,
+            (permission::MC, &rp_id),
+            req.option("uv"),
+            now,
+        )?;
+        // Not verified (no pinUvAuthParam, no built-in UV): what the PIN and alwaysUv demand.
+        if !uv {
+            if self.state.always_uv {
+                return Err(if self.pin.is_set() {
+                    StatusCode::CTAP2_ERR_PUAT_REQUIRED
+                } else {
+                    StatusCode::CTAP2_ERR_PIN_NOT_SET
+                });
             }
-            self.check_token(
-                req.pin_uv_auth_protocol,
-                param,
-                &req.client_data_hash,
-                permission::MC,
-                Some(&rp_id),
-                now,
-            )?;
-            uv = true;
-        } else {
-            uv = self.builtin_uv(req.option("uv").unwrap_or(false))?;
-            if !uv {
-                if self.state.always_uv {
-                    return Err(if self.pin.is_set() {
-                        StatusCode::CTAP2_ERR_PUAT_REQUIRED
-                    } else {
-                        StatusCode::CTAP2_ERR_PIN_NOT_SET
-                    });
-                }
-                if self.pin.is_set() && rk {
-                    return Err(StatusCode::CTAP2_ERR_PUAT_REQUIRED);
-                }
+            if self.pin.is_set() && rk {
+                return Err(StatusCode::CTAP2_ERR_PUAT_REQUIRED);
             }
         }
 
@@ -667,29 +687,20 @@ impl SoftKey {
             return Err(StatusCode::CTAP2_ERR_UNSUPPORTED_OPTION);
         }
         let up = req.option("up").unwrap_or(true);
-        let uv;
-        if let Some(param) = &req.pin_uv_auth_param {
-            if !self.options.client_pin {
-                return Err(StatusCode::CTAP2_ERR_PIN_AUTH_INVALID);
-            }
-            self.check_token(
-                req.pin_uv_auth_protocol,
-                param,
-                &req.client_data_hash,
-                permission::GA,
-                Some(&rp_id),
-                now,
-            )?;
-            uv = true;
-        } else {
-            uv = self.builtin_uv(req.option("uv").unwrap_or(false))?;
-            if !uv && self.state.always_uv && up {
-                return Err(if self.pin.is_set() {
-                    StatusCode::CTAP2_ERR_PUAT_REQUIRED
-                } else {
-                    StatusCode::CTAP2_ERR_OPERATION_DENIED
-                });
-            }
+        let uv = self.request_uv(
+            req.pin_uv_auth_protocol,
+            req.pin_uv_auth_param.as_deref(),
+            &req.client_data_hash,
+            (permission::GA, &rp_id),
+            req.option("uv"),
+            now,
+        )?;
+        if !uv && self.state.always_uv && up {
+            return Err(if self.pin.is_set() {
+                StatusCode::CTAP2_ERR_PUAT_REQUIRED
+            } else {
+                StatusCode::CTAP2_ERR_OPERATION_DENIED
+            });
         }
 
         let allow_list = req.allow_list.as_ref().filter(|l| !l.is_empty());
