@@ -525,8 +525,8 @@ fn check_pin_format(pin: &str, digits: usize) -> Result<(), OtpError> {
 mod tests {
     use super::*;
 
-    fn rng() -> impl FnMut(&mut [u8]) {
-        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    /// A deterministic xorshift byte source (shared with `scenario_tests`).
+    pub(super) fn xorshift(mut state: u64) -> impl FnMut(&mut [u8]) {
         move |buf: &mut [u8]| {
             for b in buf.iter_mut() {
                 state ^= state << 13;
@@ -537,7 +537,11 @@ mod tests {
         }
     }
 
-    fn config() -> SoftTokenConfig {
+    fn rng() -> impl FnMut(&mut [u8]) {
+        xorshift(0x9e37_79b9_7f4a_7c15)
+    }
+
+    pub(super) fn config() -> SoftTokenConfig {
         SoftTokenConfig {
             kdf: KdfParams::TEST,
             ..SoftTokenConfig::default()
@@ -656,23 +660,10 @@ mod scenario_tests {
     use crate::otp::token::generate_challenge;
     use crate::otp::verify::{self, Reject};
 
-    fn rng() -> impl FnMut(&mut [u8]) {
-        let mut state = 0x2545_f491_4f6c_dd1d_u64;
-        move |buf: &mut [u8]| {
-            for b in buf.iter_mut() {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                *b = (state >> 24) as u8;
-            }
-        }
-    }
+    use super::tests::{config, xorshift};
 
-    fn config() -> SoftTokenConfig {
-        SoftTokenConfig {
-            kdf: KdfParams::TEST,
-            ..SoftTokenConfig::default()
-        }
+    fn rng() -> impl FnMut(&mut [u8]) {
+        xorshift(0x2545_f491_4f6c_dd1d)
     }
 
     fn fields(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
