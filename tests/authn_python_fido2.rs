@@ -4,37 +4,12 @@
 //! `KEYGATE_REQUIRE_INTEROP=1` (CI), where it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod interop;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// The venv python with fido2 importable, or None (after printing why) when the test must skip.
-fn python() -> Option<PathBuf> {
-    let required = std::env::var("KEYGATE_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
-    let skip = |why: &str| {
-        assert!(!required, "KEYGATE_REQUIRE_INTEROP=1 but {why}");
-        println!("skipped: {why}");
-        None
-    };
-    let Some(python) = std::env::var_os("KEYGATE_PYTHON").map(PathBuf::from) else {
-        return skip("python-fido2 not found (KEYGATE_PYTHON unset)");
-    };
-    let probe = Command::new(&python)
-        .args(["-c", "import importlib.metadata as m, cryptography, fido2; v = m.version('fido2'); assert v == '2.2.1', v"])
-        .output();
-    match probe {
-        Ok(out) if out.status.success() => Some(python),
-        Ok(out) => skip(&format!(
-            "python-fido2 2.2.1 not found: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(e) => skip(&format!(
-            "python-fido2 not found ({}: {e})",
-            python.display()
-        )),
-    }
-}
 
 /// A running `keygatectl virtual serve`, stopped with SIGTERM on drop.
 struct Served {
@@ -124,7 +99,9 @@ impl Drop for Served {
 
 #[test]
 fn python_fido2_drives_ctap21_soft_key() {
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let served = Served::start(dir.path(), &["--attestation", "packed"]);
     assert_eq!(served.status["ctap"], "2.1");
@@ -134,7 +111,9 @@ fn python_fido2_drives_ctap21_soft_key() {
 
 #[test]
 fn python_fido2_u2f_only_key_falls_back_to_ctap1() {
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let served = Served::start(dir.path(), &["--ctap", "u2f"]);
     served.run_python(&python, "u2f");
@@ -143,7 +122,9 @@ fn python_fido2_u2f_only_key_falls_back_to_ctap1() {
 
 #[test]
 fn python_fido2_manages_credentials_on_a_2_1_prototype_key() {
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let served = Served::start(dir.path(), &["--ctap", "2.1-pre"]);
     served.run_python(&python, "pre");
@@ -152,7 +133,9 @@ fn python_fido2_manages_credentials_on_a_2_1_prototype_key() {
 
 #[test]
 fn python_fido2_sees_upneeded_and_a_virtual_touch_approves() {
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let served = Served::start(
         dir.path(),

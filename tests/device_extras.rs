@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod bus;
+mod interop;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -713,29 +714,6 @@ async fn large_blob_helpers_fragment_and_check_the_trailer() {
 
 // ---- python-fido2 ---------------------------------------------------------------------------
 
-/// The venv python with fido2 2.2.1, or None (after printing why) when the test must skip.
-fn python() -> Option<PathBuf> {
-    let required = std::env::var("KEYGATE_REQUIRE_INTEROP").is_ok_and(|v| v == "1");
-    let skip = |why: &str| {
-        assert!(!required, "KEYGATE_REQUIRE_INTEROP=1 but {why}");
-        println!("skipped: {why}");
-        None
-    };
-    let Some(python) = std::env::var_os("KEYGATE_PYTHON").map(PathBuf::from) else {
-        return skip("python-fido2 not found (KEYGATE_PYTHON unset)");
-    };
-    let probe = std::process::Command::new(&python)
-        .args([
-            "-c",
-            "import importlib.metadata as m, fido2; assert m.version('fido2') == '2.2.1'",
-        ])
-        .output();
-    match probe {
-        Ok(out) if out.status.success() => Some(python),
-        _ => skip("python-fido2 2.2.1 not found"),
-    }
-}
-
 /// Runs tests/interop/ctap2_blobs_config.py off the runtime; returns its stdout, trimmed.
 async fn fido2(python: &Path, socket: &Path, pin: &str, args: &[&str]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/ctap2_blobs_config.py");
@@ -776,7 +754,9 @@ fn listen(key: &Key) -> (tempfile::TempDir, PathBuf) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_fido2_client_batches_against_our_limit() {
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let mut key = soft_key(batches_of_two()).await;
     let ours = register(&mut key.device).await;
     let (_dir, socket) = listen(&key);
@@ -786,7 +766,9 @@ async fn python_fido2_client_batches_against_our_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_blobs_and_config_interoperate_with_python_fido2() {
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     const PIN: &str = "12345678";
     let mut key = soft_key(SoftKeyOptions {
         initial_pin: Some(PIN.into()),
@@ -953,7 +935,9 @@ async fn virtual_serve_limits_reach_python_fido2_which_finds_the_last_batch() {
     let mut device = Device::open(pipe, DeviceOptions::default()).await.unwrap();
     assert_eq!(listed_limits(&mut device).await, (Some(2), Some(100)));
     let ours = register(&mut device).await;
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     // python-fido2's client: a raw allowList of 5 is refused, its batching finds `ours` in the
     // last batch ([s0 s1] [s2 s3] [ours]), and the same excludeList refuses a registration.
     let got = fido2(

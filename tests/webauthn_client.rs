@@ -3,9 +3,9 @@
 //! python-fido2's `Fido2Server` (outside oracle, through `tests/interop/webauthn_oracle.py`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod interop;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -417,51 +417,15 @@ async fn timeout_and_cancel_reach_the_key() {
     drop(key.shared.clone());
 }
 
-fn python() -> Option<PathBuf> {
-    let python = std::env::var_os("KEYGATE_PYTHON").map(PathBuf::from);
-    if python.as_ref().is_some_and(|p| {
-        Command::new(p)
-            .args(["-c", "import fido2"])
-            .status()
-            .is_ok_and(|s| s.success())
-    }) {
-        return python;
-    }
-    if std::env::var("KEYGATE_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("python-fido2 not found and KEYGATE_REQUIRE_INTEROP=1");
-    }
-    eprintln!("skipped: python-fido2 not found");
-    None
-}
-
 fn oracle(python: &Path, command: &str, request: Value) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/webauthn_oracle.py");
-    let mut child = Command::new(python)
-        .arg(script)
-        .arg(command)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(request.to_string().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    interop::webauthn_oracle(python, command, &request)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_fido2_server_verifies_our_client() {
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let mut key = soft_key(Some("1234"), PresencePolicy::AutoApprove).await;
     let interaction = Scripted::with_pins(&["1234", "1234"]);
     let begin = oracle(

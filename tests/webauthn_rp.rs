@@ -7,9 +7,9 @@
 //! `skipped: python-fido2 not found`, unless `KEYGATE_REQUIRE_INTEROP=1`, then they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod interop;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use keygate::rp::{
@@ -21,50 +21,11 @@ use serde_json::{Value, json};
 const ORIGIN: &str = "https://login.example.com";
 const T0: i64 = 1_800_000_000;
 
-fn python() -> Option<PathBuf> {
-    let python = std::env::var_os("KEYGATE_PYTHON").map(PathBuf::from);
-    let usable = python.as_ref().is_some_and(|p| {
-        Command::new(p)
-            .args(["-c", "import fido2, cryptography"])
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if usable {
-        return python;
-    }
-    if std::env::var("KEYGATE_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("python-fido2 not found (KEYGATE_PYTHON={python:?}) and KEYGATE_REQUIRE_INTEROP=1");
-    }
-    eprintln!("skipped: python-fido2 not found");
-    None
-}
-
 struct Oracle(PathBuf);
 
 impl Oracle {
     fn call(&self, command: &str, request: Value) -> Value {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/webauthn_oracle.py");
-        let mut child = Command::new(&self.0)
-            .arg(script)
-            .arg(command)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(request.to_string().as_bytes())
-            .unwrap();
-        let output = child.wait_with_output().unwrap();
-        assert!(
-            output.status.success(),
-            "oracle {command}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).unwrap()
+        interop::webauthn_oracle(&self.0, command, &request)
     }
 }
 
@@ -164,7 +125,9 @@ fn passkeys() -> RpConfig {
 
 #[test]
 fn python_client_registers_and_authenticates() {
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let oracle = Oracle(python);
     let fx = Fixture::new(passkeys());
     let key = register(&oracle, &fx, "alice", json!({}));
@@ -206,7 +169,9 @@ fn python_client_registers_and_authenticates() {
 
 #[test]
 fn ceremony_finishes_after_restart() {
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let oracle = Oracle(python);
     let fx = Fixture::new(passkeys());
     // Registration started before the restart, finished after it.
@@ -247,7 +212,9 @@ fn ceremony_finishes_after_restart() {
 
 #[test]
 fn ceremonies_expire() {
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let oracle = Oracle(python);
     let fx = Fixture::new(passkeys());
     let key = register(&oracle, &fx, "carol", json!({}));
@@ -281,7 +248,9 @@ fn ceremonies_expire() {
 
 #[test]
 fn counter_going_backwards_is_rejected() {
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let oracle = Oracle(python);
     let fx = Fixture::new(passkeys());
     let key = register(&oracle, &fx, "dave", json!({"counter": 3}));
@@ -327,7 +296,9 @@ fn counter_going_backwards_is_rejected() {
 
 #[test]
 fn tampered_or_misdirected_responses_fail_and_consume_the_ceremony() {
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let oracle = Oracle(python);
     let fx = Fixture::new(passkeys());
     let key = register(&oracle, &fx, "erin", json!({}));
@@ -379,7 +350,9 @@ fn tampered_or_misdirected_responses_fail_and_consume_the_ceremony() {
 
 #[test]
 fn security_keys_with_preferred_uv_and_backup_flags() {
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let oracle = Oracle(python);
     let fx = Fixture::new(rp_config(
         AttestationPolicy::None,
@@ -410,7 +383,9 @@ fn security_keys_with_preferred_uv_and_backup_flags() {
 
 #[test]
 fn attestation_ca_list_policy() {
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let oracle = Oracle(python);
     let ca = oracle.call("make_ca", json!({}));
     let other = oracle.call("make_ca", json!({}));
@@ -465,7 +440,9 @@ fn attestation_ca_list_policy() {
 
 #[test]
 fn panic_revokes_webauthn_credentials() {
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let oracle = Oracle(python);
     let fx = Fixture::new(passkeys());
     let key = register(&oracle, &fx, "hank", json!({}));
@@ -506,7 +483,9 @@ fn panic_revokes_webauthn_credentials() {
 
 #[test]
 fn credential_deleted_during_a_ceremony_is_revoked() {
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let oracle = Oracle(python);
     let fx = Fixture::new(passkeys());
     let key = register(&oracle, &fx, "iris", json!({}));
@@ -594,7 +573,9 @@ fn malformed_input_is_a_named_error() {
 fn rp_id_checks_agree_with_python_fido2() {
     use keygate::webauthn::origin::CallerOrigin;
     use keygate::webauthn::psl::PublicSuffixList;
-    let Some(python) = python() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let Ok(psl) = PublicSuffixList::load_system() else {
         if std::env::var("KEYGATE_REQUIRE_INTEROP").as_deref() == Ok("1") {
             panic!("public suffix list not found");
