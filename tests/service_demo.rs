@@ -215,6 +215,27 @@ fn keygatectl_commands() {
         &[],
     ));
     assert!(result.contains("\"user\":\"alice\""), "{result}");
+    // Ceremony IDs are hex, so they never read as an option; an old one that begins
+    // with '-' still reaches the relying party instead of clap.
+    let ceremony = start["ceremony"].as_str().unwrap();
+    assert!(
+        ceremony.len() == 32 && ceremony.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{ceremony}"
+    );
+    let (success, _, stderr) = ctl(
+        &bus,
+        &[
+            "rp",
+            "finish-authentication",
+            "-MUpb6Y0lPsFnZ1b8rA0ZQ",
+            response_file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        !success && stderr.contains("unknown or already used ceremony"),
+        "{stderr}"
+    );
     // A wrong origin: the DOMException name reaches the user.
     let (success, _, stderr) = ctl(
         &bus,

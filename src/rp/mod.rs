@@ -108,7 +108,7 @@ pub struct StartedCeremony {
     /// `PublicKeyCredentialCreationOptionsJSON` / `PublicKeyCredentialRequestOptionsJSON`
     /// (the inner `publicKey` object), ready for `PublicKeyCredential.parse*OptionsFromJSON`.
     pub options_json: String,
-    /// Opaque ceremony ID (base64url of 16 random bytes).
+    /// Opaque ceremony ID (lowercase hex of 16 random bytes).
     pub ceremony_id: String,
     /// Expiry of the ceremony (Unix seconds).
     pub expires_at: i64,
@@ -400,7 +400,8 @@ impl RelyingParties {
         state: &CeremonyState,
         options_json: String,
     ) -> Result<StartedCeremony, RpError> {
-        let ceremony_id = b64::encode(&random_bytes::<16>()?);
+        // Hex, not base64url: an ID that began with '-' read as an option on a command line.
+        let ceremony_id = data_encoding::HEXLOWER.encode(&random_bytes::<16>()?);
         let now = self.clock.unix_now();
         let expires_at = now.saturating_add(self.ceremony_ttl);
         let state = serde_json::to_string(state).map_err(|err| corrupt("ceremony state", err))?;

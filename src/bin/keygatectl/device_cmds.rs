@@ -39,7 +39,8 @@ pub enum CredsCommand {
     List,
     /// Delete one discoverable credential (PIN prompted).
     Delete {
-        /// Credential id (base64url).
+        /// Credential id (base64url; it may begin with '-').
+        #[arg(allow_hyphen_values = true)]
         credential_id: String,
     },
 }

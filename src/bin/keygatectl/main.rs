@@ -140,3 +140,54 @@ fn main() -> anyhow::Result<()> {
         Command::Devices => runtime()?.block_on(devices::list(&cli.bus, cli.json)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Random IDs (base64url credential IDs, ceremonies issued before they became hex)
+    /// may begin with '-': they must reach keygated as values, not fail as unknown options.
+    #[test]
+    fn ids_beginning_with_a_dash_are_values() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args).map(|cli| cli.command);
+        match parse(&[
+            "keygatectl",
+            "rp",
+            "finish-registration",
+            "-MUpb6Y",
+            "f.json",
+        ]) {
+            Ok(Command::Rp(rp::RpCommand::FinishRegistration { ceremony, .. })) => {
+                assert_eq!(ceremony, "-MUpb6Y")
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["keygatectl", "rp", "finish-authentication", "-x", "-"]) {
+            Ok(Command::Rp(rp::RpCommand::FinishAuthentication { ceremony, file })) => {
+                assert_eq!((ceremony.as_str(), file.to_str()), ("-x", Some("-")))
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&[
+            "keygatectl",
+            "rp",
+            "delete-credential",
+            "example.org",
+            "-Ab_c",
+        ]) {
+            Ok(Command::Rp(rp::RpCommand::DeleteCredential { credential_id, .. })) => {
+                assert_eq!(credential_id, "-Ab_c")
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["keygatectl", "creds", "delete", "-Ab_c"]) {
+            Ok(Command::Creds {
+                command: device_cmds::CredsCommand::Delete { credential_id },
+                ..
+            }) => assert_eq!(credential_id, "-Ab_c"),
+            other => panic!("{other:?}"),
+        }
+        // Real options are still options.
+        assert!(parse(&["keygatectl", "rp", "finish-registration", "--nope"]).is_err());
+    }
+}

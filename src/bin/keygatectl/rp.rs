@@ -35,6 +35,7 @@ pub enum RpCommand {
     /// Finish a registration with a RegistrationResponseJSON file (verifier).
     FinishRegistration {
         /// Ceremony id.
+        #[arg(allow_hyphen_values = true)]
         ceremony: String,
         /// Response JSON file ("-" for stdin).
         file: PathBuf,
@@ -49,6 +50,7 @@ pub enum RpCommand {
     /// Finish an authentication with an AuthenticationResponseJSON file (verifier).
     FinishAuthentication {
         /// Ceremony id.
+        #[arg(allow_hyphen_values = true)]
         ceremony: String,
         /// Response JSON file ("-" for stdin).
         file: PathBuf,
@@ -64,7 +66,8 @@ pub enum RpCommand {
     DeleteCredential {
         /// RP ID.
         rp_id: String,
-        /// Credential id (base64url).
+        /// Credential id (base64url; it may begin with '-').
+        #[arg(allow_hyphen_values = true)]
         credential_id: String,
     },
 }
