@@ -253,6 +253,37 @@ fn tokens_rules(bus: &Bus, nobody: &As, admin: &As, verifier: &As) {
     );
     assert!(call.ok && call.stdout.contains("true"), "{call:?}");
 
+    // The unlock procedure: the owner asks for the challenge, only an admin computes codes.
+    let call = busctl(
+        bus,
+        Some(nobody),
+        bus::ROOT,
+        TOKENS,
+        &["SoftUnlockChallenge", "s", &serial],
+    );
+    assert!(
+        !call.ok && call.stderr.contains("not locked"),
+        "an unlocked token has no unlock challenge: {call:?}"
+    );
+    let call = busctl(
+        bus,
+        Some(&other),
+        bus::ROOT,
+        TOKENS,
+        &["SoftUnlockChallenge", "s", &serial],
+    );
+    assert!(
+        !call.ok && call.stderr.contains("no software token"),
+        "{call:?}"
+    );
+    let unlock_code = ["SoftUnlockCode", "ss", serial.as_str(), "12345678"];
+    let call = busctl(bus, Some(nobody), bus::ROOT, TOKENS, &unlock_code);
+    assert!(!call.ok && call.stderr.contains(BUS_DENIED), "{call:?}");
+    let call = busctl(bus, Some(verifier), bus::ROOT, TOKENS, &unlock_code);
+    assert!(!call.ok && call.stderr.contains("admin role"), "{call:?}");
+    let call = busctl(bus, Some(admin), bus::ROOT, TOKENS, &unlock_code);
+    assert!(call.ok && call.stdout.contains("\"data\""), "{call:?}");
+
     // Nobody reads seeds: the list carries none, and a plain user cannot list at all.
     let call = busctl(bus, Some(admin), bus::ROOT, TOKENS, &["List", "s", ""]);
     assert!(call.ok && !call.stdout.contains("3132333435"), "{call:?}");

@@ -769,3 +769,99 @@ async fn virtual_keys_presence_cancel_and_credentials() {
         "org.keygate.Keygate1.Error.InvalidArgs"
     );
 }
+
+/// A software token that locked itself after wrong PINs: its owner reads the unlock challenge
+/// to the helpdesk, the helpdesk's code (from the server's seed) unlocks it with a new PIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_token_pin_change_lock_and_helpdesk_unlock() {
+    if skip() {
+        return;
+    }
+    let bus = Bus::session();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut daemon = Daemon::start_in(&bus, &tokens_config(), &state);
+    let conn = bus.connect().await;
+    let tokens = tokens_proxy(&conn).await;
+    let seed = b"12345678901234567890";
+    let spec = serde_json::json!({
+        "user": "frank", "kind": "hotp", "digits": 8, "serial": "0077000001",
+        "seed_hex": "3132333435363738393031323334353637383930",
+        "software": {"pin": "24680"},
+    });
+    let (serial, _, _) = tokens.create(&spec.to_string()).await.unwrap();
+    assert_eq!(serial, "0077000001");
+
+    // PIN change; the old PIN then counts as a wrong one.
+    tokens
+        .soft_change_pin(&serial, "24680", "13579")
+        .await
+        .unwrap();
+    assert!(
+        err_name(tokens.soft_change_pin(&serial, "13579", "12").await).ends_with("InvalidArgs"),
+        "a malformed new PIN is refused"
+    );
+    let wrong = tokens.soft_code(&serial, "24680").await.unwrap_err();
+    assert!(wrong.to_string().contains("4 tries left"), "{wrong}");
+    assert!(
+        err_name(tokens.soft_unlock_challenge(&serial).await).ends_with("InvalidArgs"),
+        "no unlock challenge before the lock"
+    );
+    for _ in 0..4 {
+        let _ = tokens.soft_code(&serial, "00000").await;
+    }
+    assert!(err_name(tokens.soft_code(&serial, "13579").await).ends_with("Locked"));
+
+    // The challenge stays the same until answered, across a restart.
+    let first = tokens.soft_unlock_challenge(&serial).await.unwrap();
+    assert!(
+        first.len() == 8 && first.bytes().all(|b| b.is_ascii_digit()),
+        "{first}"
+    );
+    assert!(daemon.stop().success());
+    drop(tokens);
+    let mut daemon = Daemon::start_in(&bus, &tokens_config(), &state);
+    let tokens = tokens_proxy(&conn).await;
+    assert_eq!(tokens.soft_unlock_challenge(&serial).await.unwrap(), first);
+
+    // A wrong code is rejected and uses the challenge up.
+    let right_for_first = tokens.soft_unlock_code(&serial, &first).await.unwrap();
+    let wrong_code = if right_for_first == "0000000000" {
+        "1111111111"
+    } else {
+        "0000000000"
+    };
+    assert!(err_name(tokens.soft_unlock(&serial, wrong_code, "97531").await).ends_with("Rejected"));
+    assert!(
+        err_name(tokens.soft_unlock(&serial, &right_for_first, "97531").await)
+            .ends_with("InvalidArgs"),
+        "the code for a used challenge no longer unlocks"
+    );
+    let second = tokens.soft_unlock_challenge(&serial).await.unwrap();
+    assert_ne!(second, first);
+
+    // The helpdesk's code comes from the server's copy of the seed.
+    let code = tokens.soft_unlock_code(&serial, &second).await.unwrap();
+    assert_eq!(
+        code,
+        keygate::otp::soft_unlock::unlock_code(seed, &serial, &second).unwrap()
+    );
+    assert!(err_name(tokens.soft_unlock_code(&serial, "1234").await).ends_with("InvalidArgs"));
+    assert!(err_name(tokens.soft_unlock_code("0077999999", &second).await).ends_with("NotFound"));
+    tokens.soft_unlock(&serial, &code, "97531").await.unwrap();
+    assert!(err_name(tokens.soft_unlock(&serial, &code, "97531").await).ends_with("InvalidArgs"));
+
+    // Unlocked with the new PIN; the counter went on where it was (codes 0 and 1 unused).
+    let soft = tokens.soft_code(&serial, "97531").await.unwrap();
+    assert_eq!(soft, hotp8(seed, 0));
+    assert!(tokens.verify_code(&serial, &soft).await.unwrap().0);
+    assert!(err_name(tokens.soft_code(&serial, "13579").await).ends_with("Rejected"));
+
+    // After PANIC no unlock code is given for the revoked token.
+    tokens.revoke_user("frank").await.unwrap();
+    assert!(
+        err_name(tokens.soft_unlock_code(&serial, &second).await).ends_with("InvalidArgs"),
+        "a revoked token gets no unlock code"
+    );
+    assert!(daemon.stop().success());
+}

@@ -280,6 +280,49 @@ fn keygatectl_commands() {
         !success && replay.starts_with("rejected (replay)"),
         "{replay}"
     );
+    // PIN change, the token's own lock, and the helpdesk unlock, through the CLI.
+    ok(ctl(
+        &bus,
+        &["token", "change-pin", &serial],
+        &[("KEYGATE_PIN", "12345"), ("KEYGATE_NEW_PIN", "54321")],
+    ));
+    for _ in 0..5 {
+        let (success, _, _) = ctl(
+            &bus,
+            &["token", "code", &serial],
+            &[("KEYGATE_PIN", "12345")],
+        );
+        assert!(!success);
+    }
+    let (_, _, locked) = ctl(
+        &bus,
+        &["token", "code", &serial],
+        &[("KEYGATE_PIN", "54321")],
+    );
+    assert!(locked.contains("unlock challenge"), "{locked}");
+    let challenge: serde_json::Value = serde_json::from_str(&ok(ctl(
+        &bus,
+        &["--json", "token", "unlock-challenge", &serial],
+        &[],
+    )))
+    .unwrap();
+    let challenge = challenge["challenge"].as_str().unwrap().to_owned();
+    let unlock_code = ok(ctl(
+        &bus,
+        &["token", "unlock-code", &serial, &challenge],
+        &[],
+    ));
+    let unlocked = ok(ctl(
+        &bus,
+        &["token", "soft-unlock", &serial, unlock_code.trim()],
+        &[("KEYGATE_NEW_PIN", "67890")],
+    ));
+    assert!(unlocked.contains("unlocked"), "{unlocked}");
+    ok(ctl(
+        &bus,
+        &["token", "code", &serial],
+        &[("KEYGATE_PIN", "67890")],
+    ));
     let qr = ok(ctl(
         &bus,
         &["token", "create", "--user", "bob", "--kind", "hotp"],

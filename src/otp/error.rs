@@ -78,6 +78,15 @@ pub enum OtpError {
     /// Soft token: locked after too many wrong PINs.
     #[error("token is locked after too many wrong PINs")]
     Locked,
+    /// Soft token: an unlock was asked of a token that is not locked.
+    #[error("the token is not locked")]
+    NotLocked,
+    /// Soft token: an unlock code was given before the token showed its unlock challenge.
+    #[error("ask the token for its unlock challenge first")]
+    NoUnlockChallenge,
+    /// Soft token: the unlock code is wrong; the challenge is used up, ask for a new one.
+    #[error("wrong unlock code; the token shows a new unlock challenge")]
+    WrongUnlockCode,
     /// Soft token: PIN format not acceptable.
     #[error("invalid PIN: {0}")]
     InvalidPin(String),

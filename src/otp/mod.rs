@@ -9,6 +9,7 @@
 //! - [`token`] — serials, token kinds and parameters, challenge generation.
 //! - [`otpauth`] — `otpauth://` URIs.
 //! - [`soft_token`] — the PIN-protected software token (device side).
+//! - [`soft_unlock`] — the Digipass-style unlock of a token locked by wrong PINs.
 //! - [`qr`] — QR codes for enrolment and offline challenges.
 //! - [`pskc`] — RFC 6030 PSKC parse, import policy and write.
 //! - [`verify`] — pure accept/reject decisions (windows, drift, replay, resync, challenges).
@@ -20,6 +21,7 @@ pub mod otpauth;
 pub mod pskc;
 pub mod qr;
 pub mod soft_token;
+pub mod soft_unlock;
 pub mod token;
 pub mod verify;
 

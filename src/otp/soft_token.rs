@@ -21,8 +21,10 @@
 //!   iv[16] | ciphertext length u32 BE | ciphertext | mac[32]`.
 //! - Lock: `max_pin_failures` (5) wrong PINs in a row lock the token itself; a correct PIN before
 //!   that resets the count. The count and the lock are in [`SoftTokenState`], which the caller
-//!   persists after every call (the state changes even when the call fails). A locked token must
-//!   be re-provisioned; this lock is the device's, separate from the verifier's fail counter.
+//!   persists after every call (the state changes even when the call fails). A locked token is
+//!   unlocked as a Digipass is, with a helpdesk code for the challenge it shows and a new PIN
+//!   ([`super::soft_unlock`]); this lock is the device's, separate from the verifier's fail
+//!   counter.
 //!   A PIN with the wrong format (not `pin_digits` digits) is refused without counting, as a
 //!   hardware keypad would not accept it.
 
@@ -35,6 +37,7 @@ use super::hotp::{hotp, totp};
 use super::ocra::{OcraInput, OcraPin, OcraSuite, ocra, transaction_question};
 use super::otpauth::{OtpauthMethod, OtpauthUri};
 use super::qr::ChallengePayload;
+use super::soft_unlock;
 use super::token::{FillRandom, TokenKind, TokenParams};
 use crate::secret::{Secret, ct_eq};
 
@@ -131,6 +134,13 @@ pub struct SoftTokenState {
     pub locked: bool,
     /// PIN length and lock threshold.
     pub config: SoftTokenConfig,
+    /// The unlock challenge shown while locked ([`super::soft_unlock`]); single use.
+    #[serde(default)]
+    pub unlock_challenge: Option<String>,
+    /// Check value of the seed, so an unlock re-seals only the token's own seed (absent in
+    /// states written before unlocking existed; the first unlock fills it in).
+    #[serde(default)]
+    pub seed_check: Option<Vec<u8>>,
 }
 
 const MAGIC: &[u8; 4] = b"KGST";
@@ -262,6 +272,8 @@ impl SoftToken {
                 failed_pins: 0,
                 locked: false,
                 config,
+                unlock_challenge: None,
+                seed_check: Some(soft_unlock::seed_check(seed.expose_secret())?),
             },
         })
     }
@@ -473,6 +485,62 @@ impl SoftToken {
         Ok(())
     }
 
+    /// The unlock challenge of a locked token, made on first request and kept until an unlock
+    /// code answers it.
+    pub fn unlock_challenge(&mut self, fill: FillRandom<'_>) -> Result<String, OtpError> {
+        if !self.state.locked {
+            return Err(OtpError::NotLocked);
+        }
+        Ok(self
+            .state
+            .unlock_challenge
+            .get_or_insert_with(|| soft_unlock::new_challenge(fill))
+            .clone())
+    }
+
+    /// Unlocks a locked token with the helpdesk's unlock code for its challenge, and seals
+    /// `seed` (the server's copy, which must be this token's) under `new_pin`. A wrong code
+    /// uses the challenge up.
+    pub fn unlock(
+        &mut self,
+        unlock_code: &str,
+        seed: &Secret<Vec<u8>>,
+        new_pin: &str,
+        fill: FillRandom<'_>,
+    ) -> Result<(), OtpError> {
+        if !self.state.locked {
+            return Err(OtpError::NotLocked);
+        }
+        check_pin_format(new_pin, self.state.config.pin_digits)?;
+        let check = soft_unlock::seed_check(seed.expose_secret())?;
+        if let Some(kept) = &self.state.seed_check
+            && !ct_eq(kept, &check)
+        {
+            return Err(OtpError::Sealed(
+                "the server's seed is not this token's".into(),
+            ));
+        }
+        let Some(challenge) = self.state.unlock_challenge.take() else {
+            return Err(OtpError::NoUnlockChallenge);
+        };
+        let serial = self.state.params.serial.as_str();
+        let expected = soft_unlock::unlock_code(seed.expose_secret(), serial, &challenge)?;
+        if !ct_eq(expected.as_bytes(), unlock_code.as_bytes()) {
+            return Err(OtpError::WrongUnlockCode);
+        }
+        self.state.sealed_seed = seal(
+            seed.expose_secret(),
+            new_pin,
+            serial,
+            self.state.config.kdf,
+            fill,
+        )?;
+        self.state.seed_check = Some(check);
+        self.state.failed_pins = 0;
+        self.state.locked = false;
+        Ok(())
+    }
+
     /// The enrolment QR code (an `otpauth://` URI, to scan into an authenticator app).
     pub fn enrolment_qr(&mut self, pin: &str) -> Result<super::qr::Qr, OtpError> {
         let uri = self.enrolment_uri(pin)?;
@@ -648,6 +716,131 @@ mod tests {
             Err(OtpError::WrongPin { .. })
         ));
         token.verify_pin("99999").unwrap();
+    }
+}
+
+#[cfg(test)]
+mod unlock_tests {
+    use super::tests::xorshift;
+    use super::*;
+
+    fn locked_token(seed: &Secret<Vec<u8>>, fill: FillRandom<'_>) -> SoftToken {
+        let params = TokenParams::new("0012345678".parse().unwrap(), TokenKind::ResponseOnlyHotp);
+        let config = SoftTokenConfig {
+            kdf: KdfParams::TEST,
+            ..SoftTokenConfig::default()
+        };
+        let mut token = SoftToken::create(params, seed, "12345", config, fill).unwrap();
+        for _ in 0..5 {
+            let _ = token.verify_pin("54321");
+        }
+        assert!(token.state().locked);
+        token
+    }
+
+    #[test]
+    fn helpdesk_code_unlocks_with_a_new_pin() {
+        let mut fill = xorshift(7);
+        let seed = Secret::new(b"12345678901234567890".to_vec());
+        let mut token = locked_token(&seed, &mut fill);
+        // Not before the challenge was shown.
+        assert_eq!(
+            token.unlock("0000000000", &seed, "24680", &mut fill),
+            Err(OtpError::NoUnlockChallenge)
+        );
+        let challenge = token.unlock_challenge(&mut fill).unwrap();
+        assert_eq!(token.unlock_challenge(&mut fill).unwrap(), challenge);
+        let code =
+            soft_unlock::unlock_code(seed.expose_secret(), "0012345678", &challenge).unwrap();
+        // A bad new PIN is refused without using the challenge up.
+        assert!(matches!(
+            token.unlock(&code, &seed, "123", &mut fill),
+            Err(OtpError::InvalidPin(_))
+        ));
+        // Survives a restart.
+        let mut token = SoftToken::from_state(token.state().clone());
+        token.unlock(&code, &seed, "24680", &mut fill).unwrap();
+        assert!(!token.state().locked);
+        assert_eq!(token.state().failed_pins, 0);
+        assert_eq!(token.state().unlock_challenge, None);
+        token.verify_pin("24680").unwrap();
+        assert!(matches!(
+            token.verify_pin("12345"),
+            Err(OtpError::WrongPin { .. })
+        ));
+        // The counter went on: the code is the HOTP at 0, as before the lock.
+        assert_eq!(token.code("24680", 0).unwrap(), "84755224");
+        assert_eq!(
+            token.unlock(&code, &seed, "24680", &mut fill),
+            Err(OtpError::NotLocked)
+        );
+        assert_eq!(token.unlock_challenge(&mut fill), Err(OtpError::NotLocked));
+    }
+
+    #[test]
+    fn a_wrong_code_uses_the_challenge_up() {
+        let mut fill = xorshift(11);
+        let seed = Secret::new(b"12345678901234567890".to_vec());
+        let mut token = locked_token(&seed, &mut fill);
+        let first = token.unlock_challenge(&mut fill).unwrap();
+        let code = soft_unlock::unlock_code(seed.expose_secret(), "0012345678", &first).unwrap();
+        let wrong = if code == "0000000000" {
+            "1111111111"
+        } else {
+            "0000000000"
+        };
+        assert_eq!(
+            token.unlock(wrong, &seed, "24680", &mut fill),
+            Err(OtpError::WrongUnlockCode)
+        );
+        assert!(token.state().locked);
+        // The right code for the old challenge no longer works.
+        assert_eq!(
+            token.unlock(&code, &seed, "24680", &mut fill),
+            Err(OtpError::NoUnlockChallenge)
+        );
+        let second = token.unlock_challenge(&mut fill).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(token.verify_pin("12345"), Err(OtpError::Locked));
+    }
+
+    #[test]
+    fn another_seed_is_refused() {
+        let mut fill = xorshift(13);
+        let seed = Secret::new(b"12345678901234567890".to_vec());
+        let mut token = locked_token(&seed, &mut fill);
+        let challenge = token.unlock_challenge(&mut fill).unwrap();
+        let other = Secret::new(b"00000000000000000000".to_vec());
+        let code =
+            soft_unlock::unlock_code(other.expose_secret(), "0012345678", &challenge).unwrap();
+        assert!(matches!(
+            token.unlock(&code, &other, "24680", &mut fill),
+            Err(OtpError::Sealed(_))
+        ));
+        // Refused before the challenge was used.
+        assert_eq!(
+            token.state().unlock_challenge.as_deref(),
+            Some(challenge.as_str())
+        );
+    }
+
+    /// States written before unlocking existed have neither field and still load.
+    #[test]
+    fn older_states_load() {
+        let mut fill = xorshift(17);
+        let seed = Secret::new(b"12345678901234567890".to_vec());
+        let token = locked_token(&seed, &mut fill);
+        let mut json = serde_json::to_value(token.state()).unwrap();
+        let object = json.as_object_mut().unwrap();
+        object.remove("unlock_challenge");
+        object.remove("seed_check");
+        let state: SoftTokenState = serde_json::from_value(json).unwrap();
+        let mut token = SoftToken::from_state(state);
+        let challenge = token.unlock_challenge(&mut fill).unwrap();
+        let code =
+            soft_unlock::unlock_code(seed.expose_secret(), "0012345678", &challenge).unwrap();
+        token.unlock(&code, &seed, "24680", &mut fill).unwrap();
+        assert!(token.state().seed_check.is_some());
     }
 }
 

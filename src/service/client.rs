@@ -92,6 +92,14 @@ pub trait Tokens {
     fn soft_respond(&self, serial: &str, pin: &str, question: &str) -> zbus::Result<String>;
     /// A software token's signature over transaction fields.
     fn soft_sign(&self, serial: &str, pin: &str, fields: &[(&str, &str)]) -> zbus::Result<String>;
+    /// Changes a software token's PIN.
+    fn soft_change_pin(&self, serial: &str, old_pin: &str, new_pin: &str) -> zbus::Result<()>;
+    /// The unlock challenge of a software token that locked itself.
+    fn soft_unlock_challenge(&self, serial: &str) -> zbus::Result<String>;
+    /// Unlocks a software token with the helpdesk's code and sets a new PIN.
+    fn soft_unlock(&self, serial: &str, unlock_code: &str, new_pin: &str) -> zbus::Result<()>;
+    /// The helpdesk's unlock code for a software token's unlock challenge (admin).
+    fn soft_unlock_code(&self, serial: &str, challenge: &str) -> zbus::Result<String>;
 }
 
 /// `org.keygate.Keygate1.Virtual`: software security keys owned by the caller.

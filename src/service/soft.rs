@@ -16,12 +16,14 @@ use serde::{Deserialize, Serialize};
 
 use super::config::SoftTokenSettings;
 use super::error::BusError;
+use super::tokens::token_error;
 use crate::otp::OtpError;
 use crate::otp::soft_token::{KdfParams, SoftToken, SoftTokenConfig, SoftTokenState};
+use crate::otp::token::FillRandom;
 use crate::otp::token::{Serial, TokenKind as OtpKind, TokenParams};
 use crate::otp::{HashAlg, OcraSuite};
 use crate::secret::Secret;
-use crate::tokens::{CreatedToken, TokenKind};
+use crate::tokens::{CreatedToken, TokenError, TokenKind, TokenService};
 
 /// What is persisted per software token.
 #[derive(Debug, Serialize, Deserialize)]
@@ -50,8 +52,15 @@ fn otp_error(err: OtpError) -> BusError {
             BusError::Rejected(format!("wrong PIN, {remaining} tries left"))
         }
         OtpError::Locked => BusError::Locked(
-            "the software token locked itself after too many wrong PINs; re-provision it".into(),
+            "the software token locked itself after too many wrong PINs; ask for its unlock \
+             challenge and give it to your helpdesk"
+                .into(),
         ),
+        OtpError::WrongUnlockCode => BusError::Rejected(OtpError::WrongUnlockCode.to_string()),
+        e @ OtpError::Sealed(_) => {
+            tracing::error!(error = %e, "software token refused the server's seed");
+            BusError::Failed("the software token and the server disagree on its seed".into())
+        }
         other => BusError::InvalidArgs(other.to_string()),
     }
 }
@@ -62,6 +71,21 @@ fn valid_serial(serial: &str) -> bool {
         && serial
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Runs `op` with the operating system's random source; an error if the source failed.
+fn with_os_random<T>(op: impl FnOnce(FillRandom<'_>) -> T) -> Result<T, BusError> {
+    let mut failed = false;
+    let mut fill = |buf: &mut [u8]| {
+        if getrandom::fill(buf).is_err() {
+            failed = true;
+        }
+    };
+    let result = op(&mut fill);
+    if failed {
+        return Err(BusError::Failed("the random generator failed".into()));
+    }
+    Ok(result)
 }
 
 fn now_unix() -> u64 {
@@ -216,17 +240,10 @@ impl SoftTokens {
         let this = Arc::clone(self);
         let serial = info.serial.clone();
         tokio::task::spawn_blocking(move || {
-            let mut random_failed = false;
-            let mut fill = |buf: &mut [u8]| {
-                if getrandom::fill(buf).is_err() {
-                    random_failed = true;
-                }
-            };
-            let created = SoftToken::create(params, &seed, pin.expose_secret(), config, &mut fill);
-            if random_failed {
-                return Err(BusError::Failed("the random generator failed".into()));
-            }
-            let mut token = created.map_err(otp_error)?;
+            let mut token = with_os_random(|fill| {
+                SoftToken::create(params, &seed, pin.expose_secret(), config, fill)
+            })?
+            .map_err(otp_error)?;
             if counter != 0 {
                 let mut state = token.state().clone();
                 state.counter = counter;
@@ -305,6 +322,22 @@ impl SoftTokens {
         T: Send + 'static,
         F: FnOnce(&mut SoftToken) -> Result<T, OtpError> + Send + 'static,
     {
+        self.with_token_bus(uid, serial, move |t| op(t).map_err(otp_error))
+            .await
+    }
+
+    /// Runs `op` on the blocking pool with `uid`'s token `serial` locked, then persists the
+    /// token's state, also when `op` failed (a wrong PIN counts).
+    async fn with_token_bus<T, F>(
+        self: &Arc<Self>,
+        uid: u32,
+        serial: &str,
+        op: F,
+    ) -> Result<T, BusError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut SoftToken) -> Result<T, BusError> + Send + 'static,
+    {
         let entry = self.entry(uid, serial)?;
         let this = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
@@ -315,7 +348,7 @@ impl SoftTokens {
             let result = op(&mut token);
             // The state changes also on failure (wrong-PIN count, lock): persist either way.
             this.persist(entry.owner_uid, token.state())?;
-            result.map_err(otp_error)
+            result
         })
         .await
         .map_err(|e| BusError::Failed(format!("background task: {e}")))?
@@ -361,5 +394,66 @@ impl SoftTokens {
             t.sign(pin.expose_secret(), &fields, now_unix())
         })
         .await
+    }
+
+    /// Changes the PIN of a software token (the old PIN counts like any PIN check).
+    pub async fn change_pin(
+        self: &Arc<Self>,
+        uid: u32,
+        serial: &str,
+        old_pin: Secret<String>,
+        new_pin: Secret<String>,
+    ) -> Result<(), BusError> {
+        self.check_pin_format(new_pin.expose_secret())?;
+        self.with_token_bus(uid, serial, move |t| {
+            with_os_random(|fill| {
+                t.change_pin(old_pin.expose_secret(), new_pin.expose_secret(), fill)
+            })?
+            .map_err(otp_error)
+        })
+        .await
+    }
+
+    /// The unlock challenge of a token that locked itself (the same until it is answered).
+    pub async fn unlock_challenge(
+        self: &Arc<Self>,
+        uid: u32,
+        serial: &str,
+    ) -> Result<String, BusError> {
+        self.with_token_bus(uid, serial, |t| {
+            with_os_random(|fill| t.unlock_challenge(fill))?.map_err(otp_error)
+        })
+        .await
+    }
+
+    /// Unlocks a token with the helpdesk's unlock code and seals the server's copy of its seed
+    /// under `new_pin`.
+    pub async fn unlock(
+        self: &Arc<Self>,
+        uid: u32,
+        serial: &str,
+        verifier: TokenService,
+        caller: String,
+        unlock_code: String,
+        new_pin: Secret<String>,
+    ) -> Result<(), BusError> {
+        self.check_pin_format(new_pin.expose_secret())?;
+        let name = serial.to_owned();
+        self.with_token_bus(uid, serial, move |t| {
+            verifier
+                .soft_unlock(&caller, &name, |seed| {
+                    with_os_random(|fill| {
+                        t.unlock(&unlock_code, seed, new_pin.expose_secret(), fill)
+                    })
+                    .map_err(|_| OtpError::Sealed("the random generator failed".into()))?
+                })
+                .map_err(|e| match e {
+                    TokenError::Otp(e) => otp_error(e),
+                    e => token_error(e),
+                })
+        })
+        .await?;
+        tracing::info!(serial, uid, "software token unlocked with a helpdesk code");
+        Ok(())
     }
 }

@@ -3,11 +3,13 @@
 //!
 //! Roles per method (checked here from the caller's credentials; the shipped D-Bus policy is
 //! the first lock):
-//! - admin: `Create`, `ImportPskc`, `ExportPskc`, `Resync`, `Unlock`, `UnlockUser`, `Delete`;
+//! - admin: `Create`, `ImportPskc`, `ExportPskc`, `Resync`, `Unlock`, `UnlockUser`,
+//!   `SoftUnlockCode`, `Delete`;
 //! - verifier: `VerifyCode`, `IssueChallenge`, `VerifyResponse`, `IssueTransaction`,
 //!   `VerifySignature`;
 //! - admin or verifier: `List`, `RevokeUser` (PANIC comes from the login page or the helpdesk);
-//! - anyone, for their own software tokens only: `SoftList`, `SoftCode`, `SoftRespond`, `SoftSign`.
+//! - anyone, for their own software tokens only: `SoftList`, `SoftCode`, `SoftRespond`, `SoftSign`,
+//!   `SoftChangePin`, `SoftUnlockChallenge`, `SoftUnlock`.
 //!
 //! A check answers `(accepted, reason)` only after its effect is durable. An unknown serial or
 //! challenge is a `NotFound` error; a malformed argument is `InvalidArgs`.
@@ -600,6 +602,29 @@ impl Tokens {
         found(unlocked, &format!("user {user}"))
     }
 
+    /// The helpdesk's unlock code for the unlock challenge shown by a software token that
+    /// locked itself after wrong PINs (admin). The code unlocks only that token, only for
+    /// that challenge.
+    #[zbus(out_args("unlock_code"))]
+    async fn soft_unlock_code(
+        &self,
+        serial: &str,
+        challenge: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let call = self.enter(conn, &header, Allowed::ADMIN).await?;
+        check_lens(&[
+            ("serial", serial, MAX_NAME_LEN),
+            ("challenge", challenge, MAX_NAME_LEN),
+        ])?;
+        let (serial, challenge) = (serial.to_owned(), challenge.to_owned());
+        self.run(&call, move |svc, who| {
+            svc.soft_unlock_code(who, &serial, &challenge)
+        })
+        .await
+    }
+
     /// Deletes a token (admin); its software token, if any, goes with it.
     async fn delete(
         &self,
@@ -705,6 +730,72 @@ impl Tokens {
         let fields = owned_fields(&fields)?;
         let pin = Secret::new(pin.to_owned());
         self.soft.sign(call.caller.uid, serial, pin, fields).await
+    }
+
+    /// Changes the PIN of one of the caller's software tokens.
+    async fn soft_change_pin(
+        &self,
+        serial: &str,
+        old_pin: &str,
+        new_pin: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let call = self.enter(conn, &header, Allowed::Anyone).await?;
+        check_lens(&[
+            ("serial", serial, MAX_NAME_LEN),
+            ("old_pin", old_pin, MAX_PIN_LEN),
+            ("new_pin", new_pin, MAX_PIN_LEN),
+        ])?;
+        let (old_pin, new_pin) = (
+            Secret::new(old_pin.to_owned()),
+            Secret::new(new_pin.to_owned()),
+        );
+        self.soft
+            .change_pin(call.caller.uid, serial, old_pin, new_pin)
+            .await
+    }
+
+    /// The unlock challenge of one of the caller's software tokens that locked itself after
+    /// wrong PINs: read it to the helpdesk, which answers with `SoftUnlockCode`.
+    #[zbus(out_args("challenge"))]
+    async fn soft_unlock_challenge(
+        &self,
+        serial: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let call = self.enter(conn, &header, Allowed::Anyone).await?;
+        check_len("serial", serial, MAX_NAME_LEN)?;
+        self.soft.unlock_challenge(call.caller.uid, serial).await
+    }
+
+    /// Unlocks one of the caller's software tokens with the helpdesk's unlock code and sets
+    /// a new PIN. A wrong code uses the challenge up.
+    async fn soft_unlock(
+        &self,
+        serial: &str,
+        unlock_code: &str,
+        new_pin: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let call = self.enter(conn, &header, Allowed::Anyone).await?;
+        check_lens(&[
+            ("serial", serial, MAX_NAME_LEN),
+            ("unlock_code", unlock_code, MAX_CODE_LEN),
+            ("new_pin", new_pin, MAX_PIN_LEN),
+        ])?;
+        self.soft
+            .unlock(
+                call.caller.uid,
+                serial,
+                self.service.clone(),
+                call.audit_name(),
+                unlock_code.to_owned(),
+                Secret::new(new_pin.to_owned()),
+            )
+            .await
     }
 }
 

@@ -16,10 +16,12 @@
 use std::sync::Arc;
 
 use crate::otp::pskc::{self, ImportOptions, PskcDecryption};
+use crate::otp::soft_unlock;
 use crate::otp::token::{TokenKind as OtpTokenKind, TokenParams as OtpTokenParams};
 use crate::otp::verify::{self, Reject};
 use crate::otp::{
-    HashAlg, OcraInput, OcraSuite, OtpauthMethod, OtpauthUri, QuestionKind, transaction_question,
+    HashAlg, OcraInput, OcraSuite, OtpError, OtpauthMethod, OtpauthUri, QuestionKind,
+    transaction_question,
 };
 use crate::secret::Secret;
 use crate::store::{
@@ -654,6 +656,76 @@ impl TokenService {
         check_name("login", login, MAX_NAME_LEN)?;
         let audit = self.audit(caller, Some(login), None, "unlock-user", "ok", None);
         Ok(self.inner.store.unlock_user(login, audit)?)
+    }
+
+    // ---------------------------------------------------------------- software-token unlock
+
+    /// A live (not revoked) token and the server's copy of its seed.
+    fn live_seed(&self, serial: &str) -> Result<(TokenRecord, Secret<Vec<u8>>), TokenError> {
+        check_serial(serial)?;
+        let token = self
+            .inner
+            .store
+            .token_by_serial(serial)?
+            .ok_or_else(|| TokenError::NotFound(format!("token {serial}")))?;
+        if token.revoked_at.is_some() {
+            return Err(TokenError::InvalidRequest(format!(
+                "token {serial} is revoked"
+            )));
+        }
+        let seed = self.inner.store.open_seed(&token)?;
+        Ok((token, seed))
+    }
+
+    /// The helpdesk's unlock code for the unlock challenge that a software token locked by
+    /// wrong PINs shows ([`crate::otp::soft_unlock`]), computed from the server's copy of the
+    /// seed. Audited; the code itself is not recorded.
+    pub fn soft_unlock_code(
+        &self,
+        caller: &str,
+        serial: &str,
+        challenge: &str,
+    ) -> Result<String, TokenError> {
+        let (token, seed) = self.live_seed(serial)?;
+        let code = soft_unlock::unlock_code(seed.expose_secret(), serial, challenge)?;
+        let owner = token.owner.as_ref().map(|(_, login)| login.as_str());
+        self.inner.store.append_audit(self.audit(
+            caller,
+            owner,
+            Some(serial),
+            "soft-unlock-code",
+            "ok",
+            None,
+        ))?;
+        Ok(code)
+    }
+
+    /// Unlocks a software token with the helpdesk's code: `unlock` gets the server's copy of the
+    /// seed to re-seal under the owner's new PIN (it never leaves keygated). The attempt is
+    /// audited, with its outcome.
+    pub fn soft_unlock<T>(
+        &self,
+        caller: &str,
+        serial: &str,
+        unlock: impl FnOnce(&Secret<Vec<u8>>) -> Result<T, OtpError>,
+    ) -> Result<T, TokenError> {
+        let (token, seed) = self.live_seed(serial)?;
+        let result = unlock(&seed);
+        let owner = token.owner.as_ref().map(|(_, login)| login.as_str());
+        let (outcome, reason) = match &result {
+            Ok(_) => ("ok", None),
+            Err(OtpError::WrongUnlockCode) => ("rejected", Some("wrong-unlock-code")),
+            Err(_) => ("rejected", Some("refused")),
+        };
+        self.inner.store.append_audit(self.audit(
+            caller,
+            owner,
+            Some(serial),
+            "soft-unlock",
+            outcome,
+            reason,
+        ))?;
+        Ok(result?)
     }
 
     /// PANIC: revokes every factor of the user at once (tokens, and WebAuthn credentials).

@@ -179,7 +179,7 @@ pub async fn pin(
             }
         }
         PinCommand::Set => {
-            let new = read_new_pin()?;
+            let new = prompt::read_new_pin()?;
             let () = device
                 .call("SetPin", &(new.as_str(),))
                 .await
@@ -190,7 +190,7 @@ pub async fn pin(
             let (retries, _): (u32, bool) =
                 device.call("PinRetries", &()).await.map_err(explain)?;
             let current = prompt::read_secret(&format!("Current PIN ({retries} retries left): "))?;
-            let new = read_new_pin()?;
+            let new = prompt::read_new_pin()?;
             let () = device
                 .call("ChangePin", &(current.as_str(), new.as_str()))
                 .await
@@ -199,15 +199,6 @@ pub async fn pin(
         }
     }
     Ok(())
-}
-
-fn read_new_pin() -> anyhow::Result<String> {
-    let new = prompt::pin_from(std::env::var("KEYGATE_NEW_PIN").ok(), "New PIN: ")?;
-    if std::env::var("KEYGATE_NEW_PIN").is_err() {
-        let again = prompt::read_secret("Confirm new PIN: ")?;
-        anyhow::ensure!(again == new, "the PINs do not match");
-    }
-    Ok(new)
 }
 
 fn done(json: bool, text: &str) {

@@ -67,3 +67,16 @@ pub fn pin_from(arg: Option<String>, prompt: &str) -> anyhow::Result<String> {
         },
     }
 }
+
+/// A new PIN: `$KEYGATE_NEW_PIN`, or prompted twice without echo.
+pub fn read_new_pin() -> anyhow::Result<String> {
+    if let Ok(pin) = std::env::var("KEYGATE_NEW_PIN")
+        && !pin.is_empty()
+    {
+        return Ok(pin);
+    }
+    let new = read_secret("New PIN: ")?;
+    let again = read_secret("Confirm new PIN: ")?;
+    anyhow::ensure!(again == new, "the PINs do not match");
+    Ok(new)
+}

@@ -123,6 +123,13 @@ pub enum TokenCommand {
         /// Login name.
         user: String,
     },
+    /// The unlock code for the challenge a locked software token shows (admin, helpdesk).
+    UnlockCode {
+        /// Serial.
+        serial: String,
+        /// The token's unlock challenge (from `token unlock-challenge`).
+        challenge: String,
+    },
     /// Delete a token (admin).
     Delete {
         /// Serial.
@@ -152,6 +159,29 @@ pub enum TokenCommand {
         /// Token PIN.
         #[arg(long)]
         pin: Option<String>,
+    },
+    /// Change a software token's PIN (current PIN from --pin, $KEYGATE_PIN or a prompt; new
+    /// PIN from $KEYGATE_NEW_PIN or prompted twice).
+    ChangePin {
+        /// Serial.
+        serial: String,
+        /// Current token PIN.
+        #[arg(long)]
+        pin: Option<String>,
+    },
+    /// Show the unlock challenge of a software token that locked itself after wrong PINs;
+    /// read it to your helpdesk.
+    UnlockChallenge {
+        /// Serial.
+        serial: String,
+    },
+    /// Unlock a software token with the helpdesk's unlock code and choose a new PIN
+    /// ($KEYGATE_NEW_PIN or prompted twice).
+    SoftUnlock {
+        /// Serial.
+        serial: String,
+        /// The unlock code the helpdesk gave you.
+        unlock_code: String,
     },
     /// Sign transaction fields NAME=VALUE with a software token (PIN prompted).
     Sign {
@@ -360,6 +390,15 @@ pub async fn run(bus: &BusArgs, json: bool, command: TokenCommand) -> anyhow::Re
                 println!("user {user} unlocked")
             });
         }
+        TokenCommand::UnlockCode { serial, challenge } => {
+            let code = tokens
+                .soft_unlock_code(&serial, &challenge)
+                .await
+                .map_err(explain)?;
+            print_json_or(json, serde_json::json!({"unlock_code": code}), || {
+                println!("{code}")
+            });
+        }
         TokenCommand::Delete { serial } => {
             tokens.delete(&serial).await.map_err(explain)?;
             print_json_or(json, serde_json::json!({"deleted": serial}), || {
@@ -397,6 +436,41 @@ pub async fn run(bus: &BusArgs, json: bool, command: TokenCommand) -> anyhow::Re
                 .map_err(explain)?;
             print_json_or(json, serde_json::json!({"response": response}), || {
                 println!("{response}")
+            });
+        }
+        TokenCommand::ChangePin { serial, pin } => {
+            let pin = prompt::pin_from(pin, "Current token PIN: ")?;
+            let new_pin = prompt::read_new_pin()?;
+            tokens
+                .soft_change_pin(&serial, &pin, &new_pin)
+                .await
+                .map_err(explain)?;
+            print_json_or(json, serde_json::json!({"pin_changed": serial}), || {
+                println!("PIN of {serial} changed")
+            });
+        }
+        TokenCommand::UnlockChallenge { serial } => {
+            let challenge = tokens
+                .soft_unlock_challenge(&serial)
+                .await
+                .map_err(explain)?;
+            print_json_or(json, serde_json::json!({"challenge": challenge}), || {
+                println!(
+                    "unlock challenge: {challenge}\nRead it to your helpdesk; they answer with an unlock code."
+                )
+            });
+        }
+        TokenCommand::SoftUnlock {
+            serial,
+            unlock_code,
+        } => {
+            let new_pin = prompt::read_new_pin()?;
+            tokens
+                .soft_unlock(&serial, &unlock_code, &new_pin)
+                .await
+                .map_err(explain)?;
+            print_json_or(json, serde_json::json!({"unlocked": serial}), || {
+                println!("{serial} unlocked with its new PIN")
             });
         }
         TokenCommand::Sign {
