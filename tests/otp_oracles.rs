@@ -1,5 +1,5 @@
-//! Outside oracles for the `otp` layer: `oathtool` (OATH Toolkit), pyotp 2.12.0 (`$KEYGATE_PYTHON`)
-//! and python-pskc / `pskc2pskc` (Debian, `/usr/bin/python3`). Codes from keygate equal theirs for
+//! Outside oracles for the `otp` layer: `oathtool` (OATH Toolkit), pyotp 2.12.0 and privacyIDEA 3.14
+//! (`$KEYGATE_PYTHON`), and python-pskc / `pskc2pskc` (Debian, `/usr/bin/python3`). Codes from keygate equal theirs for
 //! the same seeds; PSKC files flow both ways; `zbarimg` (Debian zbar-tools) decodes keygate's QR
 //! codes (PNG and SVG-free terminal text are ours; the PNG is what a camera sees).
 //!
@@ -42,14 +42,15 @@ fn find_tool(name: &str) -> Option<PathBuf> {
     found
 }
 
-fn pyotp_python() -> Option<PathBuf> {
+/// `$KEYGATE_PYTHON` if it imports `module` (the venv of scripts/test-all.sh).
+fn venv_python(module: &str) -> Option<PathBuf> {
     let python = std::env::var("KEYGATE_PYTHON")
         .ok()
         .map(PathBuf::from)
         .filter(|p| p.is_file());
     let works = python.as_ref().is_some_and(|p| {
         Command::new(p)
-            .args(["-c", "import pyotp"])
+            .args(["-c", &format!("import {module}")])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
@@ -57,12 +58,16 @@ fn pyotp_python() -> Option<PathBuf> {
     if !works {
         assert!(
             !require_interop(),
-            "pyotp ($KEYGATE_PYTHON) not found and KEYGATE_REQUIRE_INTEROP=1"
+            "{module} ($KEYGATE_PYTHON) not found and KEYGATE_REQUIRE_INTEROP=1"
         );
-        println!("skipped: pyotp ($KEYGATE_PYTHON) not found");
+        println!("skipped: {module} ($KEYGATE_PYTHON) not found");
         return None;
     }
     python
+}
+
+fn pyotp_python() -> Option<PathBuf> {
+    venv_python("pyotp")
 }
 
 fn pskc_python() -> Option<PathBuf> {
@@ -708,4 +713,203 @@ fn terminal_to_png(text: &str) -> Vec<u8> {
     writer.write_image_data(&pixels).unwrap();
     writer.finish().unwrap();
     out
+}
+
+/// One random OCRA case within what privacyIDEA's OCRA class takes: at most one of P and T
+/// (it has no session input), a counter above 0, hex questions of even length.
+fn ocra_case(rng: &mut Rng) -> (String, Vec<u8>, otp::OcraInput, Value) {
+    const HASHES: [(&str, usize); 3] = [("SHA1", 20), ("SHA256", 32), ("SHA512", 64)];
+    let (hash, key_len) = HASHES[rng.below(3) as usize];
+    let digits = 4 + rng.below(7);
+    let counter = rng.below(2) == 1;
+    let (kind, len) = match rng.below(3) {
+        0 => ("N", 4 + rng.below(61)),
+        1 => ("A", 4 + rng.below(61)),
+        _ => ("H", 4 + 2 * rng.below(31)),
+    };
+    let question_len = match kind {
+        "H" => 4 + 2 * rng.below((len - 4) / 2 + 1),
+        _ => 4 + rng.below(len - 3),
+    } as usize;
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let alphabet: &[u8] = match kind {
+        "N" => b"0123456789",
+        "A" => ALNUM,
+        _ => b"0123456789abcdef",
+    };
+    let question: String = (0..question_len)
+        .map(|_| alphabet[rng.below(alphabet.len() as u64) as usize] as char)
+        .collect();
+    let mut suite = format!("OCRA-1:HOTP-{hash}-{digits}:");
+    if counter {
+        suite.push_str("C-");
+    }
+    suite.push_str(&format!("Q{kind}{len:02}"));
+    let mut input = otp::OcraInput {
+        question: question.clone(),
+        ..otp::OcraInput::default()
+    };
+    let mut case = json!({"question": question});
+    if counter {
+        let c = 1 + rng.below(u64::MAX - 1);
+        input.counter = Some(c);
+        case["counter"] = json!(c);
+    }
+    match rng.below(3) {
+        0 => {}
+        1 => {
+            let pin_hash = HASHES[rng.below(3) as usize].0;
+            suite.push_str(&format!("-PSHA{}", &pin_hash[3..]));
+            let pin = rng.below(100_000_000).to_string();
+            input.pin = Some(otp::OcraPin::Pin(Secret::new(pin.clone())));
+            case["pin"] = json!(pin);
+        }
+        _ => {
+            let unit = ["S", "M", "H"][rng.below(3) as usize];
+            suite.push_str(&format!("-T{}{unit}", 1 + rng.below(48)));
+            let steps = rng.below(1 << 40);
+            input.timestamp_steps = Some(steps);
+            case["timesteps_hex"] = json!(format!("{steps:x}"));
+        }
+    }
+    let key = rng.bytes(key_len);
+    case["suite"] = json!(suite);
+    case["key_hex"] = json!(hex::encode(&key));
+    (suite, key, input, case)
+}
+
+/// OCRA (RFC 6287) against privacyIDEA's own implementation: 400 random suites over every
+/// hash, 4 to 10 digits, QN/QA/QH questions, counters, PIN hashes and time steps, and
+/// transaction signatures (keygate's QH64 question over transaction fields).
+#[test]
+fn privacyidea_ocra_responses_equal_keygates() {
+    let Some(python) = venv_python("privacyidea") else {
+        return;
+    };
+    let mut rng = Rng(0x0c4a_5eed_0001);
+    let mut cases = Vec::new();
+    let mut ours = Vec::new();
+    for _ in 0..400 {
+        let (suite, key, input, case) = ocra_case(&mut rng);
+        let parsed: otp::OcraSuite = suite.parse().unwrap();
+        ours.push(otp::ocra(&parsed, &key, &input).unwrap());
+        cases.push(case);
+    }
+    // Transaction signing: the signature token's default suite over the fields' question.
+    let signature_suite: otp::OcraSuite = otp::OcraSuite::DEFAULT_SIGNATURE.parse().unwrap();
+    for i in 0..20u64 {
+        let fields = vec![
+            ("amount".to_owned(), format!("{}.{:02}", 10 * i + 3, i)),
+            ("iban".to_owned(), format!("BE71 0961 2345 67{i:02}")),
+        ];
+        let question = otp::transaction_question(&fields).unwrap();
+        let key = rng.bytes(32);
+        let input = otp::OcraInput {
+            question: question.clone(),
+            ..otp::OcraInput::default()
+        };
+        ours.push(otp::ocra(&signature_suite, &key, &input).unwrap());
+        cases.push(json!({
+            "suite": otp::OcraSuite::DEFAULT_SIGNATURE,
+            "key_hex": hex::encode(&key),
+            "question": question,
+        }));
+    }
+    let out = run(
+        Command::new(&python)
+            .arg(interop_script("privacyidea_oracle.py"))
+            .arg("ocra"),
+        Some(&Value::Array(cases.clone()).to_string()),
+    );
+    let theirs: Vec<String> = serde_json::from_str(&out).unwrap();
+    assert_eq!(theirs.len(), ours.len());
+    for ((case, ours), theirs) in cases.iter().zip(&ours).zip(&theirs) {
+        assert_eq!(ours, theirs, "{case}");
+    }
+}
+
+/// keygate's PSKC export (under a pre-shared key and under a password) read by privacyIDEA's
+/// importer, as a migration from keygate to privacyIDEA would: serials, seeds, digits, counters
+/// and TOTP steps arrive; privacyIDEA checks every ValueMAC.
+#[test]
+fn keygate_pskc_export_read_by_privacyidea() {
+    let Some(python) = venv_python("privacyidea") else {
+        return;
+    };
+    let mut rng = Rng(0x00e4_0000_0099);
+    let tokens: Vec<PskcToken> = export_tokens(&mut rng)
+        .into_iter()
+        .filter(|t| {
+            matches!(
+                t.params.kind,
+                TokenKind::ResponseOnlyHotp | TokenKind::ResponseOnlyTotp
+            )
+        })
+        .collect();
+    let psk = rng.bytes(16);
+    let protections = [
+        (
+            PskcProtection::PreSharedKey {
+                key: Secret::new(psk.clone()),
+                key_name: "transport key".into(),
+            },
+            json!({"psk_hex": hex::encode(&psk)}),
+        ),
+        (
+            PskcProtection::Password {
+                password: Secret::new("export-pw".into()),
+                iterations: 5000,
+                key_name: "pw".into(),
+            },
+            json!({"password": "export-pw"}),
+        ),
+    ];
+    for (protection, mut request) in protections {
+        let xml = pskc::write(&tokens, &protection, &mut rng.fill()).unwrap();
+        request["xml"] = json!(xml);
+        let out = run(
+            Command::new(&python)
+                .arg(interop_script("privacyidea_oracle.py"))
+                .arg("parse"),
+            Some(&request.to_string()),
+        );
+        let parsed: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed["refused"], json!([]), "{parsed}");
+        for token in &tokens {
+            let serial = token.params.serial.as_str();
+            let theirs = &parsed["tokens"][serial];
+            assert_eq!(
+                theirs["otpkey"].as_str(),
+                Some(hex::encode(token.secret.expose_secret()).as_str()),
+                "{serial}: {theirs}"
+            );
+            assert_eq!(
+                theirs["otplen"].as_str(),
+                Some(token.params.digits.to_string().as_str())
+            );
+            match token.params.kind {
+                TokenKind::ResponseOnlyHotp => {
+                    assert_eq!(theirs["type"], "hotp");
+                    assert_eq!(
+                        theirs["counter"].as_str(),
+                        Some(token.counter.to_string().as_str())
+                    );
+                }
+                _ => {
+                    assert_eq!(theirs["type"], "totp");
+                    assert_eq!(
+                        theirs["timeStep"].as_str(),
+                        Some(token.params.step.to_string().as_str())
+                    );
+                }
+            }
+            // privacyIDEA reads the hash from <Suite> as written (keygate writes RFC 6030's
+            // "HMAC-SHA512"; privacyIDEA's own files say "sha512").
+            let hashlib = theirs["hashlib"].as_str().unwrap_or_default();
+            assert!(
+                hashlib.ends_with(&token.params.alg.name().to_ascii_lowercase()),
+                "{serial}: {hashlib}"
+            );
+        }
+    }
 }

@@ -14,10 +14,10 @@
 //! PBKDF2 password-based (§6.2; PRF HMAC-SHA1 by default, SHA-256/512 accepted). MAC algorithms
 //! HMAC-SHA1/224/256/384/512. Key wrap (`kw-aes*`), GCM and 3DES are refused with a clear error.
 //!
-//! [`write()`] produces PSKC 1.0 that python-pskc reads: plain, or AES-CBC under a pre-shared
-//! key or a PBKDF2 password key, with an encrypted HMAC-SHA256 `MACKey` and a `ValueMAC` on each
-//! encrypted value. Encrypted integers (counter, time, interval) are 8-byte big-endian; the
-//! time drift (a signed value without an agreed encrypted encoding) is written in plain.
+//! [`write()`] produces PSKC 1.0 that python-pskc and privacyIDEA read: plain, or the secret
+//! AES-CBC encrypted under a pre-shared key or a PBKDF2 password key, with an encrypted HMAC-SHA1
+//! `MACKey` (20 bytes) and a `ValueMAC`. Counter, time, interval and drift are not secret and
+//! are written in plain, as most importers read them only so.
 
 use aes::cipher::{
     BlockCipherDecrypt, BlockCipherEncrypt, BlockModeDecrypt, BlockModeEncrypt, KeyIvInit,
@@ -41,7 +41,10 @@ const ALG_HOTP: &str = "urn:ietf:params:xml:ns:keyprov:pskc:hotp";
 const ALG_TOTP: &str = "urn:ietf:params:xml:ns:keyprov:pskc:totp";
 const ALG_OCRA: &str = "urn:ietf:params:xml:ns:keyprov:pskc#OCRA-1";
 const ALG_PIN: &str = "urn:ietf:params:xml:ns:keyprov:pskc:pin";
-const MAC_HMAC_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#hmac-sha256";
+/// The MAC that [`write()`] uses. HMAC-SHA1 is still a sound MAC, RFC 6030's examples use it,
+/// and privacyIDEA 3.14 checks every `ValueMAC` with HMAC-SHA1 whatever `MACMethod` names, so an
+/// export under HMAC-SHA256 could not be imported there.
+const MAC_WRITTEN: &str = "http://www.w3.org/2000/09/xmldsig#hmac-sha1";
 
 /// Largest PSKC document accepted (bytes).
 pub const MAX_DOCUMENT_LEN: usize = 16 * 1024 * 1024;
@@ -1097,7 +1100,7 @@ impl Writer<'_, '_> {
                 let mut iv = [0u8; 16];
                 (self.fill)(&mut iv);
                 let cipher = cbc_encrypt(key.expose_secret(), &iv, bytes)?;
-                let mac = hmac_by_uri(MAC_HMAC_SHA256, mac_key.expose_secret(), &cipher)?;
+                let mac = hmac_by_uri(MAC_WRITTEN, mac_key.expose_secret(), &cipher)?;
                 self.out.push_str(&format!(
                     "{indent}  <pskc:EncryptedValue>\n{indent}    <xenc:EncryptionMethod Algorithm=\"{}\"/>\n{indent}    <xenc:CipherData>\n{indent}      <xenc:CipherValue>{}</xenc:CipherValue>\n{indent}    </xenc:CipherData>\n{indent}  </pskc:EncryptedValue>\n{indent}  <pskc:ValueMAC>{}</pskc:ValueMAC>\n",
                     self.algorithm,
@@ -1119,9 +1122,10 @@ impl Writer<'_, '_> {
         self.value("Secret", &data_encoding::BASE64.encode(bytes), bytes, true)
     }
 
-    /// An unsigned `Data` integer: decimal in plain, 8-byte big-endian encrypted.
+    /// An unsigned `Data` integer, always in plain: counters and times are not secret, and
+    /// importers such as privacyIDEA 3.14 read only a `PlainValue` there.
     fn int(&mut self, tag: &str, value: u64) -> Result<(), OtpError> {
-        self.value(tag, &value.to_string(), &value.to_be_bytes(), true)
+        self.value(tag, &value.to_string(), &[], false)
     }
 
     /// `<KeyPackage><DeviceInfo>..</DeviceInfo>` of `token` (its key and its PIN key share it).
@@ -1202,13 +1206,13 @@ pub fn write(
     };
     let mac_key = match &key {
         Some(key) => {
-            let mut mac_key = vec![0u8; 32];
+            let mut mac_key = vec![0u8; 20];
             fill(&mut mac_key);
             let mut iv = [0u8; 16];
             fill(&mut iv);
             let cipher = cbc_encrypt(key.expose_secret(), &iv, &mac_key)?;
             out.push_str(&format!(
-                "  <pskc:MACMethod Algorithm=\"{MAC_HMAC_SHA256}\">\n    <pskc:MACKey>\n      <xenc:EncryptionMethod Algorithm=\"{algorithm}\"/>\n      <xenc:CipherData>\n        <xenc:CipherValue>{}</xenc:CipherValue>\n      </xenc:CipherData>\n    </pskc:MACKey>\n  </pskc:MACMethod>\n",
+                "  <pskc:MACMethod Algorithm=\"{MAC_WRITTEN}\">\n    <pskc:MACKey>\n      <xenc:EncryptionMethod Algorithm=\"{algorithm}\"/>\n      <xenc:CipherData>\n        <xenc:CipherValue>{}</xenc:CipherValue>\n      </xenc:CipherData>\n    </pskc:MACKey>\n  </pskc:MACMethod>\n",
                 data_encoding::BASE64.encode(&cipher)
             ));
             Some(Secret::new(mac_key))

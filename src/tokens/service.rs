@@ -1149,21 +1149,27 @@ impl TokenService {
                 .map(|()| state)
                 .map_err(RejectReason::Check);
         }
+        // Every counter of the window is tried, also after a match, so the time taken does not
+        // tell how far ahead the token is.
         let end = state.counter.saturating_add(policy.hotp_window);
+        let mut matched = None;
         for counter in state.counter..end {
             input.counter = Some(counter);
             match verify::check_ocra(suite, seed, &input, response, policy.totp_window_steps) {
                 Ok(()) => {
-                    return Ok(TokenState {
-                        counter: counter.saturating_add(1),
-                        ..state
-                    });
+                    matched = matched.or(Some(counter));
                 }
                 Err(Reject::NoMatch) => {}
                 Err(other) => return Err(RejectReason::Check(other)),
             }
         }
-        Err(RejectReason::Check(Reject::NoMatch))
+        match matched {
+            Some(counter) => Ok(TokenState {
+                counter: counter.saturating_add(1),
+                ..state
+            }),
+            None => Err(RejectReason::Check(Reject::NoMatch)),
+        }
     }
 
     fn verify_user_once(
