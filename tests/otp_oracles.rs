@@ -913,3 +913,61 @@ fn keygate_pskc_export_read_by_privacyidea() {
         }
     }
 }
+
+/// privacyIDEA's own PSKC export imported by keygate (a migration from privacyIDEA): its
+/// writer lower-cases element and attribute names and puts the hash in `<Suite hashalgo=..>`.
+#[test]
+fn privacyidea_pskc_export_imports() {
+    let Some(python) = venv_python("privacyidea") else {
+        return;
+    };
+    let mut rng = Rng(0x00e4_0000_00aa);
+    let psk = rng.bytes(16);
+    let specs = [
+        ("hotp", "PIHOTP0001", 6, 17, "sha1", 0, 20),
+        ("hotp", "PIHOTP0002", 8, 0, "sha256", 0, 32),
+        ("totp", "PITOTP0001", 8, 0, "sha512", 60, 64),
+        ("totp", "PITOTP0002", 6, 0, "sha1", 30, 20),
+    ];
+    let tokens: Vec<Value> = specs
+        .iter()
+        .map(|(kind, serial, digits, counter, hash, step, key_len)| {
+            json!({"type": kind, "serial": serial, "otplen": digits, "counter": counter,
+                   "hashlib": hash, "timestep": step, "key_hex": hex::encode(rng.bytes(*key_len))})
+        })
+        .collect();
+    let request = json!({"psk_hex": hex::encode(&psk), "tokens": tokens});
+    let out = run(
+        Command::new(&python)
+            .arg(interop_script("privacyidea_oracle.py"))
+            .arg("export"),
+        Some(&request.to_string()),
+    );
+    let xml: String = serde_json::from_str(&out).unwrap();
+    let file = pskc::parse(&xml, &PskcDecryption::PreSharedKey(Secret::new(psk))).unwrap();
+    assert_eq!(file.packages.len(), specs.len());
+    let imported = pskc::import_policy(&file, &ImportOptions::default()).unwrap();
+    assert_eq!(imported.len(), tokens.len());
+    for spec in &tokens {
+        let token = imported
+            .iter()
+            .find(|t| t.params.serial.as_str() == spec["serial"])
+            .unwrap_or_else(|| panic!("{spec} not imported"));
+        assert_eq!(hex::encode(token.secret.expose_secret()), spec["key_hex"]);
+        assert_eq!(
+            u64::from(token.params.digits),
+            spec["otplen"].as_u64().unwrap()
+        );
+        assert_eq!(
+            token.params.alg.name().to_ascii_lowercase(),
+            spec["hashlib"].as_str().unwrap()
+        );
+        if spec["type"] == "totp" {
+            assert!(matches!(token.params.kind, TokenKind::ResponseOnlyTotp));
+            assert_eq!(token.params.step, spec["timestep"].as_u64().unwrap());
+        } else {
+            assert!(matches!(token.params.kind, TokenKind::ResponseOnlyHotp));
+            assert_eq!(token.counter, spec["counter"].as_u64().unwrap());
+        }
+    }
+}

@@ -585,3 +585,35 @@ proptest! {
         }
     }
 }
+
+/// The shape of privacyIDEA 3.14's exports (lower-cased names, the hash in `<suite hashalgo>`,
+/// a TimeInterval of 0 in HOTP keys) imports; privacyidea_pskc_export_imports in
+/// otp_oracles.rs runs privacyIDEA's writer itself.
+#[test]
+fn lower_case_names_and_hashalgo_attribute() {
+    let xml = r#"<keycontainer version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc">
+<keypackage><deviceinfo><manufacturer>pi</manufacturer><serialno>PI0001</serialno></deviceinfo>
+<key algorithm="urn:ietf:params:xml:ns:keyprov:pskc:hotp" id="PI0001">
+<algorithmparameters><responseformat encoding="DECIMAL" length="8"></responseformat>
+<suite hashalgo="sha256"></suite></algorithmparameters>
+<data><secret><plainvalue>MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI=</plainvalue></secret>
+<timeinterval><plainvalue>0</plainvalue></timeinterval>
+<counter><plainvalue>5</plainvalue></counter></data></key></keypackage>
+</keycontainer>"#;
+    let file = pskc::parse(xml, &PskcDecryption::None).unwrap();
+    let tokens = pskc::import_policy(&file, &ImportOptions::default()).unwrap();
+    assert_eq!(tokens.len(), 1);
+    let token = &tokens[0];
+    assert_eq!(token.params.serial.as_str(), "PI0001");
+    assert_eq!(token.params.alg, HashAlg::Sha256);
+    assert_eq!(token.params.digits, 8);
+    assert_eq!(token.counter, 5);
+    assert!(matches!(token.params.kind, TokenKind::ResponseOnlyHotp));
+    assert_eq!(
+        token.secret.expose_secret().as_slice(),
+        b"12345678901234567890123456789012"
+    );
+    // The namespace still has to be PSKC's.
+    let foreign = xml.replace("urn:ietf:params:xml:ns:keyprov:pskc\"", "urn:example\"");
+    assert!(pskc::parse(&foreign, &PskcDecryption::None).is_err());
+}

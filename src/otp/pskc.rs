@@ -230,17 +230,31 @@ pub struct PskcFile {
 
 // ---------------------------------------------------------------- XML helpers
 
+// Element and attribute names are matched without regard to case: privacyIDEA 3.14 writes its
+// PSKC exports through an HTML serializer that lower-cases every name, and no two PSKC names
+// differ only in case.
+
+/// Whether `node` is an element named `name`.
+fn is_element(node: Node<'_, '_>, name: &str) -> bool {
+    node.is_element() && node.tag_name().name().eq_ignore_ascii_case(name)
+}
+
 fn child<'a, 'input>(node: Node<'a, 'input>, name: &str) -> Option<Node<'a, 'input>> {
-    node.children()
-        .find(|c| c.is_element() && c.tag_name().name() == name)
+    node.children().find(|c| is_element(*c, name))
 }
 
 fn children<'a, 'input: 'a>(
     node: Node<'a, 'input>,
     name: &'a str,
 ) -> impl Iterator<Item = Node<'a, 'input>> + 'a {
-    node.children()
-        .filter(move |c| c.is_element() && c.tag_name().name() == name)
+    node.children().filter(move |c| is_element(*c, name))
+}
+
+/// The attribute `name` of `node`.
+fn attr<'a>(node: Node<'a, '_>, name: &str) -> Option<&'a str> {
+    node.attributes()
+        .find(|a| a.name().eq_ignore_ascii_case(name))
+        .map(|a| a.value())
 }
 
 fn text(node: Node<'_, '_>) -> String {
@@ -270,12 +284,11 @@ fn parse_num<T: std::str::FromStr>(what: &str, value: &str) -> Result<T, OtpErro
 }
 
 fn attr_num(node: Node<'_, '_>, name: &str) -> Result<Option<u32>, OtpError> {
-    node.attribute(name).map(|v| parse_num(name, v)).transpose()
+    attr(node, name).map(|v| parse_num(name, v)).transpose()
 }
 
 fn attr_bool(node: Node<'_, '_>, name: &str) -> Option<bool> {
-    node.attribute(name)
-        .map(|v| matches!(v.trim(), "true" | "1"))
+    attr(node, name).map(|v| matches!(v.trim(), "true" | "1"))
 }
 
 // ---------------------------------------------------------------- crypto helpers
@@ -417,7 +430,7 @@ enum RawValue {
 /// An `xenc:EncryptedDataType` element (`EncryptedValue`, `MACKey`): its
 /// `EncryptionMethod/@Algorithm` and the base64 text of `CipherData/CipherValue`.
 fn encrypted_parts<'a>(element: Node<'a, '_>) -> (Option<&'a str>, Option<String>) {
-    let algorithm = child(element, "EncryptionMethod").and_then(|m| m.attribute("Algorithm"));
+    let algorithm = child(element, "EncryptionMethod").and_then(|m| attr(m, "Algorithm"));
     let cipher = child(element, "CipherData")
         .and_then(|d| child(d, "CipherValue"))
         .map(text);
@@ -544,7 +557,7 @@ fn data_value<T>(
 
 fn parse_format(node: Node<'_, '_>) -> Result<PskcFormat, OtpError> {
     Ok(PskcFormat {
-        encoding: node.attribute("Encoding").map(str::to_owned),
+        encoding: attr(node, "Encoding").map(str::to_owned),
         length: attr_num(node, "Length")?,
         min: attr_num(node, "Min")?,
         max: attr_num(node, "Max")?,
@@ -554,8 +567,8 @@ fn parse_format(node: Node<'_, '_>) -> Result<PskcFormat, OtpError> {
 
 fn parse_key(node: Node<'_, '_>, keys: &Keys, where_: &str) -> Result<PskcKey, OtpError> {
     let mut key = PskcKey {
-        id: node.attribute("Id").map(str::to_owned),
-        algorithm: node.attribute("Algorithm").map(str::to_owned),
+        id: attr(node, "Id").map(str::to_owned),
+        algorithm: attr(node, "Algorithm").map(str::to_owned),
         issuer: child_text(node, "Issuer"),
         key_profile: child_text(node, "KeyProfileId"),
         key_reference: child_text(node, "KeyReference"),
@@ -564,7 +577,15 @@ fn parse_key(node: Node<'_, '_>, keys: &Keys, where_: &str) -> Result<PskcKey, O
         ..PskcKey::default()
     };
     if let Some(params) = child(node, "AlgorithmParameters") {
-        key.suite = child_text(params, "Suite");
+        key.suite = child(params, "Suite").and_then(|suite| {
+            let named = text(suite);
+            // privacyIDEA names the hash in an attribute instead: <Suite hashalgo="sha256"/>.
+            if named.is_empty() {
+                attr(suite, "hashalgo").map(str::to_owned)
+            } else {
+                Some(named)
+            }
+        });
         key.challenge_format = child(params, "ChallengeFormat")
             .map(parse_format)
             .transpose()?;
@@ -592,9 +613,9 @@ fn parse_key(node: Node<'_, '_>, keys: &Keys, where_: &str) -> Result<PskcKey, O
                     Ok(PskcPinPolicy {
                         min_length: attr_num(p, "MinLength")?,
                         max_length: attr_num(p, "MaxLength")?,
-                        pin_key_id: p.attribute("PINKeyId").map(str::to_owned),
-                        encoding: p.attribute("PINEncoding").map(str::to_owned),
-                        usage_mode: p.attribute("PINUsageMode").map(str::to_owned),
+                        pin_key_id: attr(p, "PINKeyId").map(str::to_owned),
+                        encoding: attr(p, "PINEncoding").map(str::to_owned),
+                        usage_mode: attr(p, "PINUsageMode").map(str::to_owned),
                         max_failed_attempts: attr_num(p, "MaxFailedAttempts")?,
                     })
                 })
@@ -615,7 +636,7 @@ fn parse_encryption(root: Node<'_, '_>) -> Result<PskcEncryption, OtpError> {
     if let Some(derived) = child(enc, "DerivedKey") {
         let method = child(derived, "KeyDerivationMethod")
             .ok_or_else(|| OtpError::Pskc("DerivedKey without KeyDerivationMethod".into()))?;
-        let algorithm = method.attribute("Algorithm").unwrap_or_default();
+        let algorithm = attr(method, "Algorithm").unwrap_or_default();
         if algorithm_name(algorithm) != "pbkdf2" {
             return Err(OtpError::Pskc(format!(
                 "unsupported key derivation {algorithm}"
@@ -647,7 +668,7 @@ fn parse_encryption(root: Node<'_, '_>) -> Result<PskcEncryption, OtpError> {
             )));
         }
         let prf = child(params, "PRF")
-            .and_then(|p| p.attribute("Algorithm"))
+            .and_then(|p| attr(p, "Algorithm"))
             .map(str::to_owned);
         return Ok(PskcEncryption::Pbkdf2 {
             salt: b64("PBKDF2 Salt", &salt)?,
@@ -674,12 +695,12 @@ pub fn parse(xml: &str, decryption: &PskcDecryption) -> Result<PskcFile, OtpErro
     }
     let doc = Document::parse(xml).map_err(|e| OtpError::Pskc(format!("malformed XML: {e}")))?;
     let root = doc.root_element();
-    if root.tag_name().name() != "KeyContainer" || root.tag_name().namespace() != Some(NS_PSKC) {
+    if !is_element(root, "KeyContainer") || root.tag_name().namespace() != Some(NS_PSKC) {
         return Err(OtpError::Pskc(format!(
             "root element must be {{{NS_PSKC}}}KeyContainer"
         )));
     }
-    let version = root.attribute("Version").unwrap_or_default().to_owned();
+    let version = attr(root, "Version").unwrap_or_default().to_owned();
     if version != "1.0" {
         return Err(OtpError::Pskc(format!(
             "unsupported PSKC version {version:?} (1.0 expected)"
@@ -717,7 +738,7 @@ pub fn parse(xml: &str, decryption: &PskcDecryption) -> Result<PskcFile, OtpErro
     };
     let mac_method = child(root, "MACMethod");
     let mac_algorithm = mac_method
-        .and_then(|m| m.attribute("Algorithm"))
+        .and_then(|m| attr(m, "Algorithm"))
         .map(str::to_owned);
     let mut keys = Keys {
         encryption,
@@ -763,10 +784,7 @@ pub fn parse(xml: &str, decryption: &PskcDecryption) -> Result<PskcFile, OtpErro
     }
     Ok(PskcFile {
         version,
-        id: root
-            .attribute("Id")
-            .or_else(|| root.attribute("id"))
-            .map(str::to_owned),
+        id: attr(root, "Id").map(str::to_owned),
         encryption: declared,
         mac_algorithm,
         signed,
@@ -963,8 +981,12 @@ pub fn import_policy(file: &PskcFile, options: &ImportOptions) -> Result<Vec<Psk
         let mut params = TokenParams::new(serial, kind);
         params.digits = response.length.unwrap_or(6);
         params.alg = suite_hash(key.suite.as_deref());
-        params.step = key.time_interval.unwrap_or(30);
-        params.t0 = key.time.unwrap_or(0);
+        // Time fields belong to TOTP; some writers (privacyIDEA) put a TimeInterval of 0 in
+        // every HOTP key.
+        if matches!(params.kind, TokenKind::ResponseOnlyTotp) {
+            params.step = key.time_interval.unwrap_or(30);
+            params.t0 = key.time.unwrap_or(0);
+        }
         params.issuer = key.issuer.clone();
         params.label = key.friendly_name.clone();
         if let TokenKind::ChallengeResponse { suite } = &params.kind {
