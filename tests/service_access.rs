@@ -283,6 +283,17 @@ fn tokens_rules(bus: &Bus, nobody: &As, admin: &As, verifier: &As) {
     assert!(!call.ok && call.stderr.contains("admin role"), "{call:?}");
     let call = busctl(bus, Some(admin), bus::ROOT, TOKENS, &unlock_code);
     assert!(call.ok && call.stdout.contains("\"data\""), "{call:?}");
+    // The audit trail is the administrators'.
+    let audit = ["AuditLog", "ssu", "", "", "5"];
+    let call = busctl(bus, Some(nobody), bus::ROOT, TOKENS, &audit);
+    assert!(!call.ok && call.stderr.contains(BUS_DENIED), "{call:?}");
+    let call = busctl(bus, Some(verifier), bus::ROOT, TOKENS, &audit);
+    assert!(!call.ok && call.stderr.contains("admin role"), "{call:?}");
+    let call = busctl(bus, Some(admin), bus::ROOT, TOKENS, &audit);
+    assert!(
+        call.ok && call.stdout.contains("soft-unlock-code"),
+        "{call:?}"
+    );
 
     // Nobody reads seeds: the list carries none, and a plain user cannot list at all.
     let call = busctl(bus, Some(admin), bus::ROOT, TOKENS, &["List", "s", ""]);

@@ -863,6 +863,53 @@ async fn soft_token_pin_change_lock_and_helpdesk_unlock() {
     assert!(tokens.verify_code(&serial, &soft).await.unwrap().0);
     assert!(err_name(tokens.soft_code(&serial, "13579").await).ends_with("Rejected"));
 
+    // The audit trail has every step of the procedure, and never the unlock code.
+    let audit = tokens.audit_log(&serial, "", 0).await.unwrap();
+    let records: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    let steps: Vec<(String, String, String)> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["operation"].as_str().unwrap().starts_with("soft-unlock"))
+        .map(|r| {
+            let text = |name: &str| r[name].as_str().unwrap_or("").to_owned();
+            (text("operation"), text("result"), text("reason"))
+        })
+        .collect();
+    let step = |op: &str, result: &str, reason: &str| (op.into(), result.into(), reason.into());
+    assert_eq!(
+        steps,
+        vec![
+            step("soft-unlock-code", "ok", ""),
+            step("soft-unlock", "rejected", "wrong-unlock-code"),
+            step("soft-unlock", "rejected", "refused"),
+            step("soft-unlock-code", "ok", ""),
+            step("soft-unlock", "ok", ""),
+            step("soft-unlock", "rejected", "refused"),
+        ],
+        "{audit}"
+    );
+    assert!(
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["operation"].as_str().unwrap().starts_with("soft-unlock"))
+            .all(|r| r["user"] == "frank" && r["serial"] == "0077000001"),
+        "{audit}"
+    );
+    assert!(!audit.contains(&code) && !audit.contains(&right_for_first));
+    let frank = tokens.audit_log("", "frank", 2).await.unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&frank)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(err_name(tokens.audit_log("", "", 10_001).await).ends_with("InvalidArgs"));
+
     // After PANIC no unlock code is given for the revoked token.
     tokens.revoke_user("frank").await.unwrap();
     assert!(

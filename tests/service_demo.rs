@@ -323,6 +323,16 @@ fn keygatectl_commands() {
         &["token", "code", &serial],
         &[("KEYGATE_PIN", "67890")],
     ));
+    let audit = ok(ctl(&bus, &["token", "audit", "--serial", &serial], &[]));
+    let unlocked_line = audit
+        .lines()
+        .find(|l| l.contains("soft-unlock ") && l.contains(" ok "))
+        .unwrap_or_else(|| panic!("{audit}"));
+    assert!(
+        unlocked_line.contains("user=alice") && unlocked_line.contains("Z  "),
+        "{audit}"
+    );
+    assert!(!audit.contains(unlock_code.trim()), "{audit}");
     let qr = ok(ctl(
         &bus,
         &["token", "create", "--user", "bob", "--kind", "hotp"],

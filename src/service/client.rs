@@ -100,6 +100,8 @@ pub trait Tokens {
     fn soft_unlock(&self, serial: &str, unlock_code: &str, new_pin: &str) -> zbus::Result<()>;
     /// The helpdesk's unlock code for a software token's unlock challenge (admin).
     fn soft_unlock_code(&self, serial: &str, challenge: &str) -> zbus::Result<String>;
+    /// Audit records (JSON array) of a token and/or user ("" = any), newest `limit` (admin).
+    fn audit_log(&self, serial: &str, user: &str, limit: u32) -> zbus::Result<String>;
 }
 
 /// `org.keygate.Keygate1.Virtual`: software security keys owned by the caller.

@@ -4,7 +4,7 @@
 //! Roles per method (checked here from the caller's credentials; the shipped D-Bus policy is
 //! the first lock):
 //! - admin: `Create`, `ImportPskc`, `ExportPskc`, `Resync`, `Unlock`, `UnlockUser`,
-//!   `SoftUnlockCode`, `Delete`;
+//!   `SoftUnlockCode`, `AuditLog`, `Delete`;
 //! - verifier: `VerifyCode`, `IssueChallenge`, `VerifyResponse`, `IssueTransaction`,
 //!   `VerifySignature`;
 //! - admin or verifier: `List`, `RevokeUser` (PANIC comes from the login page or the helpdesk);
@@ -39,6 +39,9 @@ const MAX_CODE_LEN: usize = 256;
 const MAX_NAME_LEN: usize = 256;
 /// Longest software-token PIN accepted.
 const MAX_PIN_LEN: usize = 64;
+/// Audit records returned when the caller asks for none in particular, and at most.
+const DEFAULT_AUDIT_RECORDS: u32 = 100;
+const MAX_AUDIT_RECORDS: u32 = 10_000;
 
 /// `Create`'s JSON spec.
 #[derive(Debug, Deserialize)]
@@ -456,6 +459,57 @@ impl Tokens {
             .run(&call, move |svc, _| svc.list_tokens(owner.as_deref()))
             .await?;
         Ok(serde_json::Value::Array(list.iter().map(info_json).collect()).to_string())
+    }
+
+    /// The newest `limit` audit records (0: 100; at most 10,000), oldest first, of one token
+    /// and/or one user ("" = any), as a JSON array of `{at, caller, user, serial, operation,
+    /// result, reason}` (admin). Records never hold a code, a response or a seed.
+    #[zbus(out_args("records_json"))]
+    async fn audit_log(
+        &self,
+        serial: &str,
+        user: &str,
+        limit: u32,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String, BusError> {
+        let call = self.enter(conn, &header, Allowed::ADMIN).await?;
+        check_lens(&[
+            ("serial", serial, MAX_NAME_LEN),
+            ("user", user, MAX_NAME_LEN),
+        ])?;
+        if limit > MAX_AUDIT_RECORDS {
+            return Err(BusError::InvalidArgs(format!(
+                "limit is at most {MAX_AUDIT_RECORDS}"
+            )));
+        }
+        let limit = if limit == 0 {
+            DEFAULT_AUDIT_RECORDS
+        } else {
+            limit
+        };
+        let serial = (!serial.is_empty()).then(|| serial.to_owned());
+        let user = (!user.is_empty()).then(|| user.to_owned());
+        let records = self
+            .run(&call, move |svc, _| {
+                svc.audit_log(serial.as_deref(), user.as_deref(), limit)
+            })
+            .await?;
+        let records: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "at": r.at,
+                    "caller": r.caller,
+                    "user": r.user,
+                    "serial": r.serial,
+                    "operation": r.operation,
+                    "result": r.result,
+                    "reason": r.reason,
+                })
+            })
+            .collect();
+        Ok(serde_json::Value::Array(records).to_string())
     }
 
     /// Checks an OTP code of a HOTP/TOTP token (verifier): (accepted, reason). The counter,

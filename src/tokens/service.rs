@@ -361,9 +361,12 @@ impl TokenService {
                 })
                 .collect();
             let serials: Vec<String> = batch.iter().map(|t| t.serial.clone()).collect();
+            // The owner, when every token of the batch has the same one.
+            let owner = batch.first().and_then(|t| t.owner.as_deref());
+            let owner = owner.filter(|o| batch.iter().all(|t| t.owner.as_deref() == Some(*o)));
             let audit = self.audit(
                 caller,
-                None,
+                owner,
                 if count == 1 {
                     serials.first().map(String::as_str)
                 } else {

@@ -130,6 +130,18 @@ pub enum TokenCommand {
         /// The token's unlock challenge (from `token unlock-challenge`).
         challenge: String,
     },
+    /// The audit trail of checks and administration (admin): who, token, user, result, reason.
+    Audit {
+        /// Only this token.
+        #[arg(long, default_value = "")]
+        serial: String,
+        /// Only this user.
+        #[arg(long, default_value = "")]
+        user: String,
+        /// Newest records to show (at most 10000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
     /// Delete a token (admin).
     Delete {
         /// Serial.
@@ -397,6 +409,39 @@ pub async fn run(bus: &BusArgs, json: bool, command: TokenCommand) -> anyhow::Re
                 .map_err(explain)?;
             print_json_or(json, serde_json::json!({"unlock_code": code}), || {
                 println!("{code}")
+            });
+        }
+        TokenCommand::Audit {
+            serial,
+            user,
+            limit,
+        } => {
+            let records = tokens
+                .audit_log(&serial, &user, limit)
+                .await
+                .map_err(explain)?;
+            let parsed: serde_json::Value = serde_json::from_str(&records)?;
+            print_json_or(json, parsed.clone(), || {
+                for r in parsed.as_array().into_iter().flatten() {
+                    let field = |name: &str| r[name].as_str().unwrap_or("-").to_owned();
+                    let at = r["at"]
+                        .as_i64()
+                        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+                        .and_then(|t| {
+                            t.format(&time::format_description::well_known::Rfc3339)
+                                .ok()
+                        })
+                        .unwrap_or_else(|| r["at"].to_string());
+                    println!(
+                        "{at}  {:<18} {:<8} {:<16} serial={} user={} by {}",
+                        field("operation"),
+                        field("result"),
+                        field("reason"),
+                        field("serial"),
+                        field("user"),
+                        field("caller"),
+                    );
+                }
             });
         }
         TokenCommand::Delete { serial } => {
