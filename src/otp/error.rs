@@ -87,6 +87,9 @@ pub enum OtpError {
     /// Soft token: the unlock code is wrong; the challenge is used up, ask for a new one.
     #[error("wrong unlock code; the token shows a new unlock challenge")]
     WrongUnlockCode,
+    /// Soft token: too many wrong unlock codes; only a new provisioning helps.
+    #[error("too many wrong unlock codes; the token must be provisioned anew")]
+    UnlockBlocked,
     /// Soft token: PIN format not acceptable.
     #[error("invalid PIN: {0}")]
     InvalidPin(String),

@@ -141,6 +141,10 @@ pub struct SoftTokenState {
     /// states written before unlocking existed; the first unlock fills it in).
     #[serde(default)]
     pub seed_check: Option<Vec<u8>>,
+    /// Wrong unlock codes in a row; at [`soft_unlock::MAX_WRONG_CODES`] the token gives no
+    /// more unlock challenges and must be provisioned anew.
+    #[serde(default)]
+    pub wrong_unlock_codes: u32,
 }
 
 const MAGIC: &[u8; 4] = b"KGST";
@@ -274,6 +278,7 @@ impl SoftToken {
                 config,
                 unlock_challenge: None,
                 seed_check: Some(soft_unlock::seed_check(seed.expose_secret())?),
+                wrong_unlock_codes: 0,
             },
         })
     }
@@ -491,6 +496,9 @@ impl SoftToken {
         if !self.state.locked {
             return Err(OtpError::NotLocked);
         }
+        if self.state.wrong_unlock_codes >= soft_unlock::MAX_WRONG_CODES {
+            return Err(OtpError::UnlockBlocked);
+        }
         Ok(self
             .state
             .unlock_challenge
@@ -526,6 +534,7 @@ impl SoftToken {
         let serial = self.state.params.serial.as_str();
         let expected = soft_unlock::unlock_code(seed.expose_secret(), serial, &challenge)?;
         if !ct_eq(expected.as_bytes(), unlock_code.as_bytes()) {
+            self.state.wrong_unlock_codes = self.state.wrong_unlock_codes.saturating_add(1);
             return Err(OtpError::WrongUnlockCode);
         }
         self.state.sealed_seed = seal(
@@ -536,6 +545,7 @@ impl SoftToken {
             fill,
         )?;
         self.state.seed_check = Some(check);
+        self.state.wrong_unlock_codes = 0;
         self.state.failed_pins = 0;
         self.state.locked = false;
         Ok(())
@@ -804,6 +814,37 @@ mod unlock_tests {
         assert_eq!(token.verify_pin("12345"), Err(OtpError::Locked));
     }
 
+    /// Guessing is bounded: five wrong codes in a row and the token gives no more challenges.
+    #[test]
+    fn five_wrong_codes_block_unlocking() {
+        let mut fill = xorshift(19);
+        let seed = Secret::new(b"12345678901234567890".to_vec());
+        let mut token = locked_token(&seed, &mut fill);
+        for _ in 0..soft_unlock::MAX_WRONG_CODES {
+            let challenge = token.unlock_challenge(&mut fill).unwrap();
+            let code =
+                soft_unlock::unlock_code(seed.expose_secret(), "0012345678", &challenge).unwrap();
+            let wrong = if code == "0000000000" {
+                "1111111111"
+            } else {
+                "0000000000"
+            };
+            assert_eq!(
+                token.unlock(wrong, &seed, "24680", &mut fill),
+                Err(OtpError::WrongUnlockCode)
+            );
+        }
+        assert_eq!(
+            token.unlock_challenge(&mut fill),
+            Err(OtpError::UnlockBlocked)
+        );
+        let restored = SoftToken::from_state(token.state().clone());
+        assert_eq!(
+            restored.state().wrong_unlock_codes,
+            soft_unlock::MAX_WRONG_CODES
+        );
+    }
+
     #[test]
     fn another_seed_is_refused() {
         let mut fill = xorshift(13);
@@ -834,6 +875,7 @@ mod unlock_tests {
         let object = json.as_object_mut().unwrap();
         object.remove("unlock_challenge");
         object.remove("seed_check");
+        object.remove("wrong_unlock_codes");
         let state: SoftTokenState = serde_json::from_value(json).unwrap();
         let mut token = SoftToken::from_state(state);
         let challenge = token.unlock_challenge(&mut fill).unwrap();

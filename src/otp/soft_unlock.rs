@@ -4,7 +4,9 @@
 //! and the user types that code and a new PIN of their choice into the token.
 //!
 //! - Challenge: 8 random decimal digits, made when first asked for after the lock and kept
-//!   until it is answered. A wrong unlock code discards it, so each challenge allows one guess.
+//!   until it is answered. A wrong unlock code discards it, so each challenge allows one guess;
+//!   after [`MAX_WRONG_CODES`] wrong codes in a row the token gives no more challenges and
+//!   must be provisioned anew (a 10-digit code is then guessed with odds of 5 in 10^10).
 //! - Unlock code: 10 decimal digits, `HMAC-SHA-256(seed, "keygate soft-token unlock v1" ||
 //!   u64 BE len(serial) || serial || challenge)`, the first 8 bytes as a big-endian integer
 //!   modulo 10^10. It is bound to the serial and the challenge, so it unlocks nothing else.
@@ -22,6 +24,8 @@ use super::token::{FillRandom, random_digits};
 pub const CHALLENGE_DIGITS: usize = 8;
 /// Digits of an unlock code.
 pub const CODE_DIGITS: usize = 10;
+/// Wrong unlock codes in a row after which a token cannot be unlocked any more.
+pub const MAX_WRONG_CODES: u32 = 5;
 /// Bytes of the seed check kept in the token's state.
 pub const SEED_CHECK_LEN: usize = 16;
 

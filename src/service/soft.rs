@@ -57,6 +57,7 @@ fn otp_error(err: OtpError) -> BusError {
                 .into(),
         ),
         OtpError::WrongUnlockCode => BusError::Rejected(OtpError::WrongUnlockCode.to_string()),
+        OtpError::UnlockBlocked => BusError::Locked(OtpError::UnlockBlocked.to_string()),
         e @ OtpError::Sealed(_) => {
             tracing::error!(error = %e, "software token refused the server's seed");
             BusError::Failed("the software token and the server disagree on its seed".into())
