@@ -23,6 +23,21 @@ pub struct AttestationMaterial {
     /// The batch certificate's P-256 private scalar.
     #[serde(with = "bytes_serde::secret")]
     pub batch_key: Secret<Vec<u8>>,
+    /// The enterprise attestation certificate: like the batch one, but naming this key alone
+    /// (absent in keys stored before enterprise attestation existed).
+    #[serde(default)]
+    pub enterprise: Option<EnterpriseMaterial>,
+}
+
+/// A certificate unique to one key, for enterprise attestation (CTAP 2.1 §7.1), and its key.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct EnterpriseMaterial {
+    /// DER of the certificate, signed by the CA; its CN carries a serial unique to this key.
+    #[serde(with = "bytes_serde")]
+    pub cert: Vec<u8>,
+    /// Its P-256 private scalar.
+    #[serde(with = "bytes_serde::secret")]
+    pub key: Secret<Vec<u8>>,
 }
 
 // OIDs (content bytes).
@@ -150,7 +165,8 @@ fn certificate(spec: &CertSpec<'_>) -> Vec<u8> {
 }
 
 impl AttestationMaterial {
-    /// Generates a CA key and certificate, and a batch key with a certificate for `aaguid`.
+    /// Generates a CA key and certificate, a batch key with a certificate for `aaguid`, and an
+    /// enterprise key whose certificate names this key alone.
     pub fn generate(aaguid: [u8; 16], rng: &mut dyn RandomSource) -> Result<Self, AuthnError> {
         let ca_scalar = keys::new_private_key(rng)?;
         let batch_scalar = keys::new_private_key(rng)?;
@@ -172,7 +188,7 @@ impl AttestationMaterial {
         });
         let batch_cert = certificate(&CertSpec {
             serial: batch_serial,
-            issuer: ca_name,
+            issuer: ca_name.clone(),
             subject: name(
                 "US",
                 "keygate",
@@ -184,11 +200,37 @@ impl AttestationMaterial {
             ca: false,
             aaguid: Some(aaguid),
         });
+        let enterprise_scalar = keys::new_private_key(rng)?;
+        let enterprise_key = keys::signing_key(enterprise_scalar.expose_secret())?;
+        let mut enterprise_serial = keys::random_array::<16>(rng)?;
+        enterprise_serial[0] &= 0x7f;
+        let device_id: String = keys::random_array::<8>(rng)?
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        let enterprise_cert = certificate(&CertSpec {
+            serial: enterprise_serial,
+            issuer: ca_name,
+            subject: name(
+                "US",
+                "keygate",
+                Some("Authenticator Attestation"),
+                &format!("keygate software key {device_id}"),
+            ),
+            subject_key: &enterprise_key,
+            issuer_key: &ca_key,
+            ca: false,
+            aaguid: Some(aaguid),
+        });
         Ok(Self {
             aaguid,
             ca_cert,
             batch_cert,
             batch_key: Secret::new(batch_scalar.expose_secret().to_vec()),
+            enterprise: Some(EnterpriseMaterial {
+                cert: enterprise_cert,
+                key: Secret::new(enterprise_scalar.expose_secret().to_vec()),
+            }),
         })
     }
 

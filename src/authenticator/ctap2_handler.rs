@@ -262,6 +262,9 @@ impl SoftKey {
             options.insert("authnrCfg".to_owned(), true);
             options.insert("makeCredUvNotRqd".to_owned(), true);
             options.insert("alwaysUv".to_owned(), self.state.always_uv);
+            if self.options.enterprise_attestation.is_some() {
+                options.insert("ep".to_owned(), self.state.ep_enabled);
+            }
             if self.options.resident_keys {
                 options.insert("largeBlobs".to_owned(), self.options.large_blobs);
             }
@@ -443,9 +446,7 @@ impl SoftKey {
         {
             return Err(StatusCode::CTAP2_ERR_UNSUPPORTED_ALGORITHM);
         }
-        if req.enterprise_attestation.is_some() {
-            return Err(StatusCode::CTAP1_ERR_INVALID_PARAMETER);
-        }
+        let enterprise = self.enterprise_requested(req.enterprise_attestation, &rp_id)?;
         let rk = req.option("rk").unwrap_or(false);
         if rk && !self.options.resident_keys {
             return Err(StatusCode::CTAP2_ERR_UNSUPPORTED_OPTION);
@@ -626,29 +627,45 @@ impl SoftKey {
         }
         .to_bytes();
         let signed: [&[u8]; 2] = [&auth_data, &req.client_data_hash];
-        let att_stmt = match self.options.attestation {
-            AttestationKind::None => AttestationStatement::None,
-            AttestationKind::SelfAttestation => {
-                let key = cred.secret_key().map_err(internal)?;
-                AttestationStatement::Packed {
-                    alg: -7,
-                    sig: self.sign(&key, &signed),
-                    x5c: None,
-                }
+        let enterprise_material = self
+            .state
+            .attestation
+            .enterprise
+            .as_ref()
+            .filter(|_| enterprise);
+        let att_stmt = if let Some(material) = enterprise_material {
+            let key = keys::secret_key(material.key.expose_secret()).map_err(internal)?;
+            AttestationStatement::Packed {
+                alg: -7,
+                sig: self.sign(&key, &signed),
+                x5c: Some(vec![material.cert.clone()]),
             }
-            AttestationKind::Packed => {
-                let key = self
-                    .state
-                    .attestation
-                    .batch_secret_key()
-                    .map_err(internal)?;
-                AttestationStatement::Packed {
-                    alg: -7,
-                    sig: self.sign(&key, &signed),
-                    x5c: Some(vec![self.state.attestation.batch_cert.clone()]),
+        } else {
+            match self.options.attestation {
+                AttestationKind::None => AttestationStatement::None,
+                AttestationKind::SelfAttestation => {
+                    let key = cred.secret_key().map_err(internal)?;
+                    AttestationStatement::Packed {
+                        alg: -7,
+                        sig: self.sign(&key, &signed),
+                        x5c: None,
+                    }
+                }
+                AttestationKind::Packed => {
+                    let key = self
+                        .state
+                        .attestation
+                        .batch_secret_key()
+                        .map_err(internal)?;
+                    AttestationStatement::Packed {
+                        alg: -7,
+                        sig: self.sign(&key, &signed),
+                        x5c: Some(vec![self.state.attestation.batch_cert.clone()]),
+                    }
                 }
             }
         };
+        let ep_att = enterprise_material.is_some().then_some(true);
         self.persist().map_err(internal)?;
         if req.pin_uv_auth_param.is_some() {
             self.pin.consume_after_use();
@@ -660,7 +677,7 @@ impl SoftKey {
         Ok(make_credential::Response {
             auth_data,
             att_stmt,
-            ep_att: None,
+            ep_att,
             large_blob_key: cred
                 .large_blob_key
                 .as_ref()
@@ -1298,6 +1315,26 @@ impl SoftKey {
     }
 
     /// authenticatorConfig (§6.11): toggleAlwaysUv, setMinPINLength.
+    /// MakeCredential's enterpriseAttestation parameter (CTAP 2.1 §6.1.2 step 9): whether this
+    /// credential gets the enterprise attestation.
+    fn enterprise_requested(&self, requested: Option<u64>, rp_id: &str) -> CtapResult<bool> {
+        let Some(kind) = requested else {
+            return Ok(false);
+        };
+        let listed = match &self.options.enterprise_attestation {
+            Some(rp_ids) if self.fido21() && self.state.ep_enabled => rp_ids,
+            // Not capable, or capable but not enabled.
+            _ => return Err(StatusCode::CTAP1_ERR_INVALID_PARAMETER),
+        };
+        match kind {
+            // Vendor-facilitated: only for the RP IDs burned in; others get the usual one.
+            1 => Ok(listed.iter().any(|id| id == rp_id)),
+            // Platform-managed: the platform vouches for the RP.
+            2 => Ok(true),
+            _ => Err(StatusCode::CTAP2_ERR_INVALID_OPTION),
+        }
+    }
+
     fn config(&mut self, req: config::Request, now: Instant) -> CtapResult<()> {
         if self.pin.is_set() || self.state.always_uv {
             let (Some(param), Some(_)) = (&req.pin_uv_auth_param, req.pin_uv_auth_protocol) else {
@@ -1313,6 +1350,11 @@ impl SoftKey {
             )?;
         }
         match req.sub_command {
+            config::SubCommand::ENABLE_ENTERPRISE_ATTESTATION
+                if self.fido21() && self.options.enterprise_attestation.is_some() =>
+            {
+                self.state.ep_enabled = true;
+            }
             config::SubCommand::TOGGLE_ALWAYS_UV => {
                 self.state.always_uv = !self.state.always_uv;
             }

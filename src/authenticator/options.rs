@@ -118,7 +118,15 @@ pub struct SoftKeyOptions {
     /// maxCredentialIdLength (GetInfo 0x08): a listed credential ID longer than this is refused
     /// with CTAP2_ERR_LIMIT_EXCEEDED. At least `LONGEST_OWN_CREDENTIAL_ID` (96).
     pub max_credential_id_length: usize,
+    /// Enterprise attestation (CTAP 2.1 §7.1; 2.1 keys only). `None`: not capable. `Some(ids)`:
+    /// capable, disabled ("ep": false) until authenticatorConfig enables it; then
+    /// `enterpriseAttestation` = 2 (platform-managed) is honoured for any RP and = 1
+    /// (vendor-facilitated) only for the RP IDs in `ids`, the list a vendor burns in.
+    pub enterprise_attestation: Option<Vec<String>>,
 }
+
+/// Most RP IDs in a key's vendor-facilitated enterprise attestation list.
+pub const MAX_ENTERPRISE_RP_IDS: usize = 32;
 
 /// The longest credential ID this key creates: a wrapped (non-resident) ID is version byte ‖
 /// 12-byte nonce ‖ AES-GCM(private key 32 ‖ credProtect ‖ hmac-secret ‖ credBlob length ‖
@@ -153,6 +161,7 @@ impl Default for SoftKeyOptions {
             max_large_blob: 4096,
             max_credential_count_in_list: DEFAULT_MAX_CREDENTIAL_COUNT_IN_LIST,
             max_credential_id_length: DEFAULT_MAX_CREDENTIAL_ID_LENGTH,
+            enterprise_attestation: None,
         }
     }
 }
@@ -182,6 +191,20 @@ impl SoftKeyOptions {
             return Err(AuthnError::BadOption(
                 "alwaysUv needs clientPin (the only UV method)".into(),
             ));
+        }
+        if let Some(rp_ids) = &self.enterprise_attestation {
+            if self.ctap != CtapVersion::Fido21 {
+                return Err(AuthnError::BadOption(
+                    "enterprise attestation needs CTAP 2.1".into(),
+                ));
+            }
+            if rp_ids.len() > MAX_ENTERPRISE_RP_IDS
+                || rp_ids.iter().any(|id| id.is_empty() || id.len() > 253)
+            {
+                return Err(AuthnError::BadOption(format!(
+                    "at most {MAX_ENTERPRISE_RP_IDS} enterprise RP IDs of 1 to 253 characters"
+                )));
+            }
         }
         if self.max_large_blob < 1024 {
             return Err(AuthnError::BadOption(

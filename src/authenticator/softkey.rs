@@ -38,6 +38,9 @@ pub(crate) struct SoftKeyState {
     pub always_uv: bool,
     #[serde(with = "bytes_serde")]
     pub large_blob: Vec<u8>,
+    /// Enterprise attestation enabled by authenticatorConfig (the "ep" option); reset clears it.
+    #[serde(default)]
+    pub ep_enabled: bool,
 }
 
 /// The UP/UV outcome of the last MakeCredential, GetAssertion or U2F operation (test view).
@@ -203,6 +206,7 @@ impl SoftKey {
             pin: PinRecord::new(options.min_pin_length),
             always_uv: options.always_uv,
             large_blob: EMPTY_LARGE_BLOB_ARRAY.to_vec(),
+            ep_enabled: false,
         })
     }
 

@@ -1069,3 +1069,127 @@ fn wrapped_ids_follow_the_master_secret_across_reset() {
         .unwrap();
     assert!(verify_assertion(&new_key, &after));
 }
+
+/// Enterprise attestation (CTAP 2.1 §7.1, §6.1.2 step 9, §6.11.1): "ep" is reported only by a
+/// capable key, false until authenticatorConfig enables it; vendor-facilitated requests get it
+/// only for the listed RP IDs, platform-managed ones for any; reset disables it again.
+#[test]
+fn enterprise_attestation_enable_request_and_reset() {
+    // Not capable: no "ep", and the parameter is refused.
+    let mut plain = Harness::new(SoftKeyOptions::default());
+    let info = plain.ok(&get_info::Request).unwrap();
+    assert_eq!(info.options.unwrap().get("ep"), None);
+    let mut mc = plain.make_credential_request("corp.example", b"u", false);
+    mc.enterprise_attestation = Some(2);
+    assert_eq!(
+        plain.ok(&mc).err(),
+        Some(StatusCode::CTAP1_ERR_INVALID_PARAMETER)
+    );
+    let enable = config::Request::new(config::SubCommand::ENABLE_ENTERPRISE_ATTESTATION, None);
+    assert_eq!(
+        plain.ok(&enable).err(),
+        Some(StatusCode::CTAP2_ERR_INVALID_SUBCOMMAND)
+    );
+
+    let mut h = Harness::new(SoftKeyOptions {
+        enterprise_attestation: Some(vec!["corp.example".into()]),
+        ..SoftKeyOptions::default()
+    });
+    let ep = |h: &mut Harness| {
+        h.ok(&get_info::Request)
+            .unwrap()
+            .options
+            .unwrap()
+            .get("ep")
+            .copied()
+    };
+    assert_eq!(ep(&mut h), Some(false));
+    // Capable but disabled: refused as if not capable.
+    let mut mc = h.make_credential_request("corp.example", b"u", false);
+    mc.enterprise_attestation = Some(1);
+    assert_eq!(
+        h.ok(&mc).err(),
+        Some(StatusCode::CTAP1_ERR_INVALID_PARAMETER)
+    );
+    // With a PIN set, enabling needs a token with the acfg permission.
+    h.set_pin("1234");
+    assert_eq!(
+        h.ok(&enable).err(),
+        Some(StatusCode::CTAP2_ERR_PUAT_REQUIRED)
+    );
+    let token = h.token("1234", 0x20, None).unwrap();
+    let mut authed = enable.clone();
+    authed.pin_uv_auth_protocol = Some(token.0.version());
+    authed.pin_uv_auth_param = Some(token.0.authenticate(&token.1, &authed.auth_message()));
+    h.ok(&authed).unwrap();
+    assert_eq!(ep(&mut h), Some(true));
+
+    let batch = |h: &mut Harness| h.key.attestation_ca_der().to_vec();
+    let ca_der = batch(&mut h);
+    let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+    let ca_key = VerifyingKey::from_sec1_bytes(&ca.public_key().subject_public_key.data).unwrap();
+    let mut check = |rp: &str, kind: Option<u64>| {
+        let token = h.token("1234", 0x01, Some(rp)).unwrap();
+        let mut mc = h.make_credential_request(rp, b"u", false);
+        mc.enterprise_attestation = kind;
+        h.with_token(&mut mc, &token);
+        let resp = h.ok(&mc)?;
+        let AttestationStatement::Packed {
+            sig,
+            x5c: Some(x5c),
+            ..
+        } = &resp.att_stmt
+        else {
+            panic!("{:?}", resp.att_stmt)
+        };
+        let (_, cert) = x509_parser::parse_x509_certificate(&x5c[0]).unwrap();
+        ca_key
+            .verify(
+                cert.tbs_certificate.as_ref(),
+                &Signature::from_der(&cert.signature_value.data).unwrap(),
+            )
+            .unwrap();
+        let signer =
+            VerifyingKey::from_sec1_bytes(&cert.public_key().subject_public_key.data).unwrap();
+        let signed = [resp.auth_data.as_slice(), &CDH].concat();
+        signer
+            .verify(&signed, &Signature::from_der(sig).unwrap())
+            .unwrap();
+        let cn = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|cn| cn.as_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        Ok::<_, StatusCode>((resp.ep_att, cn))
+    };
+    let (ep_att, regular) = check("corp.example", None).unwrap();
+    assert_eq!(ep_att, None);
+    assert_eq!(regular, "keygate software key batch");
+    // Vendor-facilitated: only for the burned-in RP ID.
+    let (ep_att, unique) = check("corp.example", Some(1)).unwrap();
+    assert_eq!(ep_att, Some(true));
+    assert!(
+        unique.starts_with("keygate software key ") && unique != regular,
+        "{unique}"
+    );
+    assert_eq!(
+        check("other.example", Some(1)).unwrap(),
+        (None, regular.clone())
+    );
+    // Platform-managed: for any RP the platform vouches for.
+    assert_eq!(
+        check("other.example", Some(2)).unwrap(),
+        (Some(true), unique.clone())
+    );
+    assert_eq!(
+        check("corp.example", Some(3)).err(),
+        Some(StatusCode::CTAP2_ERR_INVALID_OPTION)
+    );
+
+    // Reset turns it off again.
+    h.key.power_cycle(h.now);
+    h.ok(&reset::Request).unwrap();
+    assert_eq!(ep(&mut h), Some(false));
+}

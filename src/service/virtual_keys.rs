@@ -50,6 +50,10 @@ struct CreateOptions {
     max_credential_count_in_list: Option<usize>,
     /// maxCredentialIdLength the key reports and enforces (at least its own longest ID).
     max_credential_id_length: Option<usize>,
+    /// Enterprise attestation capable (CTAP 2.1 §7.1), enabled later by authenticatorConfig.
+    enterprise_attestation: Option<bool>,
+    /// The RP IDs that get vendor-facilitated enterprise attestation (implies capable).
+    enterprise_rp_ids: Option<Vec<String>>,
     persist: Option<bool>,
     socket: Option<bool>,
     uhid: Option<bool>,
@@ -110,6 +114,17 @@ fn build_options(options: &CreateOptions) -> Result<(SoftKeyOptions, PresencePol
     if let Some(length) = options.max_credential_id_length {
         soft.max_credential_id_length = length;
     }
+    soft.enterprise_attestation = match (options.enterprise_attestation, &options.enterprise_rp_ids)
+    {
+        (Some(false), Some(_)) => {
+            return Err(BusError::InvalidArgs(
+                "enterprise_rp_ids needs enterprise_attestation".into(),
+            ));
+        }
+        (_, Some(rp_ids)) => Some(rp_ids.clone()),
+        (Some(true), None) => Some(Vec::new()),
+        (Some(false) | None, None) => None,
+    };
     soft.initial_pin = options.pin.clone();
     soft.validate().map_err(invalid)?;
     let policy = presence_policy(
@@ -233,6 +248,7 @@ impl Virtual {
     /// "presence": "auto"|"deny"|"wait", "presence_timeout_ms", "attestation":
     /// "none"|"self"|"packed", "ctap": "2.1"|"2.0"|"u2f", "always_uv", "min_pin_length",
     /// "large_blobs", "aaguid", "max_credential_count_in_list", "max_credential_id_length",
+    /// "enterprise_attestation", "enterprise_rp_ids",
     /// "socket", "uhid", "persist"}`. `"socket": true` also serves the
     /// key on a SOCK_SEQPACKET socket under keygated's runtime directory (see `Socket`);
     /// `"uhid": true` also makes it a kernel HID device (NotAvailable when keygated may not write

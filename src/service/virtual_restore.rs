@@ -163,6 +163,9 @@ struct StoredOptions {
     /// maxCredentialIdLength (absent: the default).
     #[serde(default)]
     max_credential_id_length: Option<usize>,
+    /// Enterprise attestation capability and its vendor RP ID list (absent: not capable).
+    #[serde(default)]
+    enterprise_attestation: Option<Vec<String>>,
     /// `auto`, `deny` or `wait`.
     presence: String,
     /// Timeout of `wait`, in milliseconds.
@@ -211,7 +214,8 @@ impl StoredOptions {
             max_large_blob,
             max_credential_count_in_list,
             max_credential_id_length,
-        } = config.options;
+            enterprise_attestation,
+        } = config.options.clone();
         let (presence, presence_timeout_ms) = presence_fields(config.policy);
         Self {
             v: STORED_OPTIONS_VERSION,
@@ -228,6 +232,7 @@ impl StoredOptions {
             max_large_blob,
             max_credential_count_in_list: Some(max_credential_count_in_list),
             max_credential_id_length: Some(max_credential_id_length),
+            enterprise_attestation,
             presence,
             presence_timeout_ms,
             socket: config.transports.socket,
@@ -264,6 +269,7 @@ impl StoredOptions {
             max_credential_id_length: self
                 .max_credential_id_length
                 .unwrap_or(defaults.max_credential_id_length),
+            enterprise_attestation: self.enterprise_attestation.clone(),
         };
         options.validate().map_err(|e| e.to_string())?;
         let policy = match (self.presence.as_str(), self.presence_timeout_ms) {
@@ -648,8 +654,9 @@ mod tests {
             max_large_blob: _,
             max_credential_count_in_list: _,
             max_credential_id_length: _,
+            enterprise_attestation: _,
         } = SoftKeyOptions::default();
-        let variants: [(&str, SetOption); 13] = [
+        let variants: [(&str, SetOption); 14] = [
             ("ctap", |o| o.ctap = CtapVersion::Fido20),
             ("resident_keys", |o| o.resident_keys = false),
             ("client_pin", |o| o.client_pin = false),
@@ -668,6 +675,9 @@ mod tests {
             }),
             ("max_credential_id_length", |o| {
                 o.max_credential_id_length = 255;
+            }),
+            ("enterprise_attestation", |o| {
+                o.enterprise_attestation = Some(vec!["corp.example".into()]);
             }),
         ];
         let default = format!("{:?}", SoftKeyOptions::default());

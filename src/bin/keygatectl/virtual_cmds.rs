@@ -41,6 +41,14 @@ pub struct CreateArgs {
     /// in its store; without it the key lives as long as keygated runs.
     #[arg(long)]
     persist: bool,
+    /// Enterprise attestation capable (CTAP 2.1 §7.1); a PIN holder enables it with
+    /// authenticatorConfig.
+    #[arg(long)]
+    enterprise_attestation: bool,
+    /// An RP ID that gets vendor-facilitated enterprise attestation (repeatable; implies
+    /// --enterprise-attestation).
+    #[arg(long, value_name = "RP_ID")]
+    enterprise_rp_id: Vec<String>,
 }
 
 /// `keygatectl virtual ...` (except `serve`).
@@ -102,6 +110,10 @@ pub async fn run(bus: &BusArgs, json: bool, command: VirtualDaemonCommand) -> an
                 if let Some(value) = value {
                     options[key] = value.into();
                 }
+            }
+            if args.enterprise_attestation || !args.enterprise_rp_id.is_empty() {
+                options["enterprise_attestation"] = true.into();
+                options["enterprise_rp_ids"] = args.enterprise_rp_id.into();
             }
             let path = virt.create(&options.to_string()).await.map_err(explain)?;
             let socket = if args.socket {

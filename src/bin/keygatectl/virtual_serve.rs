@@ -76,6 +76,13 @@ pub struct ServeOptions {
     /// ID longer than this with CTAP2_ERR_LIMIT_EXCEEDED. At least the key's own longest ID.
     #[arg(long, value_name = "N", default_value_t = SoftKeyOptions::default().max_credential_id_length)]
     max_credential_id_length: usize,
+    /// Enterprise attestation capable (CTAP 2.1 §7.1); enabled with authenticatorConfig.
+    #[arg(long)]
+    enterprise_attestation: bool,
+    /// An RP ID that gets vendor-facilitated enterprise attestation (repeatable; implies
+    /// --enterprise-attestation).
+    #[arg(long, value_name = "RP_ID")]
+    enterprise_rp_id: Vec<String>,
     /// Keep the key's state in this file, sealed with the key in --state-key.
     #[arg(long)]
     state: Option<PathBuf>,
@@ -102,6 +109,9 @@ impl ServeOptions {
             min_pin_length: self.min_pin_length,
             max_credential_count_in_list: self.max_credential_count_in_list,
             max_credential_id_length: self.max_credential_id_length,
+            enterprise_attestation: (self.enterprise_attestation
+                || !self.enterprise_rp_id.is_empty())
+            .then(|| self.enterprise_rp_id.clone()),
             ..SoftKeyOptions::default()
         };
         if let Some(aaguid) = &self.aaguid {
@@ -164,6 +174,7 @@ fn status_json(args: &ServeOptions, key: &SoftKey, pid: u32) -> serde_json::Valu
         "always_uv": options.always_uv,
         "max_credential_count_in_list": options.max_credential_count_in_list,
         "max_credential_id_length": options.max_credential_id_length,
+        "enterprise_attestation": options.enterprise_attestation,
         "state": args.state.as_ref().map(|p| p.display().to_string()),
         "attestation_ca": data_encoding::BASE64.encode(key.attestation_ca_der()),
     })
