@@ -829,6 +829,125 @@ async fn large_blobs_and_config_interoperate_with_python_fido2() {
     assert_eq!(info.force_pin_change, Some(false));
 }
 
+/// Enterprise attestation enabled by our driver, then enabled again and requested by
+/// python-fido2, which verifies the packed attestation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enterprise_attestation_interoperates_with_python_fido2() {
+    let Some(python) = interop::python() else {
+        return;
+    };
+    const PIN: &str = "12345678";
+    let options = SoftKeyOptions {
+        initial_pin: Some(PIN.into()),
+        enterprise_attestation: Some(vec!["corp.example".into()]),
+        ..SoftKeyOptions::default()
+    };
+    let mut key = soft_key(options.clone()).await;
+    assert_eq!(key.device.enterprise_attestation(), Some(false));
+    let token = key
+        .device
+        .pin_uv_auth_token(PIN, Permissions::AUTHENTICATOR_CONFIGURATION, None)
+        .await
+        .unwrap();
+    key.device
+        .enable_enterprise_attestation(Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(key.device.enterprise_attestation(), Some(true));
+    let (_dir, socket) = listen(&key);
+    // Vendor-facilitated: the listed RP gets the key's own certificate, another the batch one.
+    let listed = fido2(&python, &socket, PIN, &["enterprise", "corp.example", "1"]).await;
+    let (ep_att, cn) = listed.split_once(' ').unwrap();
+    assert_eq!(ep_att, "True");
+    assert!(
+        cn.starts_with("keygate_software_key_") && cn != "keygate_software_key_batch",
+        "{cn}"
+    );
+    assert_eq!(
+        fido2(&python, &socket, PIN, &["enterprise", "other.example", "1"]).await,
+        "False keygate_software_key_batch"
+    );
+    // Platform-managed: any RP.
+    assert_eq!(
+        fido2(&python, &socket, PIN, &["enterprise", "other.example", "2"]).await,
+        format!("True {cn}")
+    );
+    // A key without the capability: our driver says so before sending anything.
+    let mut plain = soft_key(SoftKeyOptions::default()).await;
+    assert!(matches!(
+        plain.device.enable_enterprise_attestation(None).await,
+        Err(DeviceError::Unsupported(_))
+    ));
+}
+
+/// The CN of the attestation certificate in a RegistrationResponseJSON's attestationObject.
+fn attestation_cn(attestation_object: &str) -> Option<String> {
+    let bytes = b64::decode(attestation_object).unwrap();
+    let value: ciborium::Value = ciborium::from_reader(bytes.as_slice()).unwrap();
+    let field = |map: &ciborium::Value, name: &str| {
+        map.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_text() == Some(name))
+            .map(|(_, v)| v.clone())
+    };
+    let x5c = field(&field(&value, "attStmt")?, "x5c")?;
+    let der = x5c.as_array()?.first()?.as_bytes()?.clone();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    Some(cn.to_owned())
+}
+
+/// `attestation: "enterprise"` through our WebAuthn client: nothing until the key enables it,
+/// platform-managed for the RP IDs the client approves, vendor-facilitated (and so refused by
+/// a key whose vendor listed nothing) for the others, never for "direct".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webauthn_client_enterprise_attestation() {
+    let mut key = soft_key(SoftKeyOptions {
+        enterprise_attestation: Some(Vec::new()),
+        ..SoftKeyOptions::default()
+    })
+    .await;
+    let psl = Arc::new(PublicSuffixList::parse("com\n"));
+    let approving = WebAuthnClient::new(psl.clone()).with_enterprise_rp_ids(vec![RP.into()]);
+    let plain = WebAuthnClient::new(psl);
+    let cancel = CancellationToken::new();
+    let interaction = Scripted::default();
+    let register = async |client: &WebAuthnClient, key: &mut Key, conveyance: &str| {
+        let options = json!({
+            "rp": {"id": RP, "name": "Example"},
+            "user": {"id": b64::encode(b"user-ea"), "name": "eve", "displayName": "Eve"},
+            "challenge": b64::encode(&[3; 32]),
+            "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+            "attestation": conveyance,
+        });
+        let mut authenticators: [&mut dyn Authenticator; 1] = [&mut key.device];
+        let made = client
+            .make_credential(
+                "https://example.com",
+                &options.to_string(),
+                &mut authenticators,
+                &interaction,
+                &cancel,
+            )
+            .await
+            .unwrap();
+        attestation_cn(&made.response.attestation_object).unwrap()
+    };
+    const BATCH: &str = "keygate software key batch";
+    assert_eq!(register(&approving, &mut key, "enterprise").await, BATCH);
+    key.device
+        .enable_enterprise_attestation(None)
+        .await
+        .unwrap();
+    let unique = register(&approving, &mut key, "enterprise").await;
+    assert!(
+        unique.starts_with("keygate software key ") && unique != BATCH,
+        "{unique}"
+    );
+    assert_eq!(register(&plain, &mut key, "enterprise").await, BATCH);
+    assert_eq!(register(&approving, &mut key, "direct").await, BATCH);
+}
+
 // ---- the limits as options of `keygatectl virtual serve` and of Virtual.Create -------------
 
 /// A `keygatectl --json virtual serve --socket` in a temp dir, SIGTERMed and reaped on drop.

@@ -553,6 +553,8 @@ async fn every_create_option_survives_a_restart() {
         "aaguid": "5a5a5a5a-5a5a-5a5a-5a5a-5a5a5a5a5a5a",
         "max_credential_count_in_list": 3,
         "max_credential_id_length": 200,
+        "enterprise_attestation": true,
+        "enterprise_rp_ids": ["corp.example"],
         "persist": true,
         "socket": true,
     });
@@ -593,6 +595,7 @@ async fn every_create_option_survives_a_restart() {
     assert_eq!(before.min_pin_length, Some(10));
     assert_eq!(before.max_credential_count_in_list, Some(3));
     assert_eq!(before.max_credential_id_length, Some(200));
+    assert_eq!(before.option_value("ep"), Some(false));
     assert!(before.versions.iter().any(|v| v == "FIDO_2_1"));
     assert!(!old_before.versions.iter().any(|v| v == "FIDO_2_1"));
     drop(client);

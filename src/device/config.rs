@@ -1,6 +1,6 @@
-//! Typed authenticatorConfig helpers of the host driver (CTAP 2.1 §6.11): toggleAlwaysUv and
-//! setMinPINLength. enableEnterpriseAttestation and vendorPrototype can still be sent with
-//! [`Device::config`].
+//! Typed authenticatorConfig helpers of the host driver (CTAP 2.1 §6.11):
+//! enableEnterpriseAttestation, toggleAlwaysUv and setMinPINLength. vendorPrototype can still be
+//! sent with [`Device::config`].
 //!
 //! A key with a PIN set (or alwaysUv on) needs a pinUvAuthToken with the `acfg` permission
 //! ([`crate::ctap2::pin_protocol::Permissions::AUTHENTICATOR_CONFIGURATION`]); one without any
@@ -40,6 +40,23 @@ impl<P: ReportPipe> Device<P> {
             .await?;
         self.refresh_info().await?;
         Ok(())
+    }
+
+    /// Whether the key can give enterprise attestation (`ep` present), and whether it is on.
+    pub fn enterprise_attestation(&self) -> Option<bool> {
+        self.info.as_ref().and_then(|info| info.option_value("ep"))
+    }
+
+    /// enableEnterpriseAttestation (§6.11.1): only a key that reports `ep` has it.
+    pub async fn enable_enterprise_attestation(
+        &mut self,
+        token: Option<&PinUvAuthToken>,
+    ) -> Result<(), DeviceError> {
+        if self.enterprise_attestation().is_none() {
+            return Err(DeviceError::Unsupported("enterprise attestation"));
+        }
+        self.config(token, SubCommand::ENABLE_ENTERPRISE_ATTESTATION, None)
+            .await
     }
 
     /// toggleAlwaysUv (§6.11.2). Returns the new `alwaysUv` state as GetInfo reports it.

@@ -64,6 +64,10 @@ pub struct RawConfig {
     pub max_argument_bytes: Option<usize>,
     /// Software tokens kept for local users.
     pub soft_tokens: Option<RawSoftTokens>,
+    /// RP IDs for which the WebAuthn client asks keys for platform-managed enterprise
+    /// attestation when a registration says `attestation: "enterprise"`.
+    #[serde(default)]
+    pub enterprise_attestation_rp_ids: Vec<String>,
 }
 
 /// `[soft_tokens]`: the PIN protection of software tokens.
@@ -193,6 +197,8 @@ pub struct Config {
     pub max_argument_bytes: usize,
     /// Software tokens.
     pub soft_tokens: SoftTokenSettings,
+    /// RP IDs approved for platform-managed enterprise attestation.
+    pub enterprise_attestation_rp_ids: Vec<String>,
 }
 
 impl Default for Config {
@@ -206,6 +212,7 @@ impl Default for Config {
             relying_parties: Vec::new(),
             max_argument_bytes: 1 << 20,
             soft_tokens: SoftTokenSettings::default(),
+            enterprise_attestation_rp_ids: Vec::new(),
         }
     }
 }
@@ -311,6 +318,7 @@ impl Config {
             relying_parties,
             max_argument_bytes: raw.max_argument_bytes.unwrap_or(1 << 20),
             soft_tokens,
+            enterprise_attestation_rp_ids: raw.enterprise_attestation_rp_ids,
         })
     }
 }

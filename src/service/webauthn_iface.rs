@@ -239,7 +239,9 @@ impl WebAuthn {
     fn client(&self) -> Option<&WebAuthnClient> {
         self.client
             .get_or_init(|| match WebAuthnClient::with_system_psl() {
-                Ok(client) => Some(client),
+                Ok(client) => Some(client.with_enterprise_rp_ids(
+                    self.shared.config.enterprise_attestation_rp_ids.clone(),
+                )),
                 Err(e) => {
                     tracing::warn!(error = %e, "WebAuthn client unavailable (install the publicsuffix package)");
                     None

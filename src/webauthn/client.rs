@@ -102,6 +102,9 @@ impl<P: ReportPipe> Authenticator for Device<P> {
 #[derive(Debug, Clone)]
 pub struct WebAuthnClient {
     psl: Arc<PublicSuffixList>,
+    /// RP IDs this platform vouches for: `attestation: "enterprise"` is asked of the key as
+    /// platform-managed enterprise attestation for them, vendor-facilitated for any other.
+    enterprise_rp_ids: Vec<String>,
 }
 
 /// Failure of one CTAP call, before it is named as a DOMException.
@@ -478,7 +481,37 @@ fn split_prf(output: &[u8]) -> PrfResultsJson {
 impl WebAuthnClient {
     /// A client checking RP IDs against `psl`.
     pub fn new(psl: Arc<PublicSuffixList>) -> Self {
-        Self { psl }
+        Self {
+            psl,
+            enterprise_rp_ids: Vec::new(),
+        }
+    }
+
+    /// The RP IDs whose `attestation: "enterprise"` requests this platform approves
+    /// (platform-managed enterprise attestation, CTAP 2.1 §7.1.2).
+    pub fn with_enterprise_rp_ids(mut self, rp_ids: Vec<String>) -> Self {
+        self.enterprise_rp_ids = rp_ids;
+        self
+    }
+
+    /// The enterpriseAttestation parameter for a registration (WebAuthn L3 §5.1.3,
+    /// CTAP 2.1 §7.1): only for `attestation: "enterprise"` and a key that has it enabled;
+    /// platform-managed (2) for the RP IDs this platform vouches for, else vendor-facilitated
+    /// (1), which the key honours only for RP IDs its vendor listed.
+    fn enterprise_request(
+        &self,
+        conveyance: &AttestationConveyance,
+        session: &Session<'_>,
+        rp_id: &str,
+    ) -> Option<u64> {
+        if *conveyance != AttestationConveyance::Enterprise || !session.info.option("ep") {
+            return None;
+        }
+        Some(if self.enterprise_rp_ids.iter().any(|id| id == rp_id) {
+            2
+        } else {
+            1
+        })
     }
 
     /// A client with Debian's Public Suffix List.
@@ -657,7 +690,7 @@ impl WebAuthnClient {
             options: None,
             pin_uv_auth_param: None,
             pin_uv_auth_protocol: None,
-            enterprise_attestation: None,
+            enterprise_attestation: self.enterprise_request(&options.attestation, &session, &rp_id),
         };
         let response = loop {
             let mut flags = BTreeMap::new();

@@ -7,6 +7,9 @@ Usage: ctap2_blobs_config.py SOCKET PIN COMMAND [ARGS]
   entries                  print the number of entries of the large-blob array
   config                   setMinPINLength(8, ["example.org"]), then toggleAlwaysUv (acfg)
   info                     print "minPINLength forcePINChange alwaysUv" from GetInfo
+  enterprise RPID KIND     enableEnterpriseAttestation (acfg), then MakeCredential at RPID
+                           with enterpriseAttestation KIND (1 or 2); python-fido2 verifies the
+                           packed attestation and prints "epAtt CN-of-the-certificate"
   filter CREDHEX           on a key with maxCredentialCountInList 2: a raw allowList of 5 is
                            refused (LIMIT_EXCEEDED); Fido2Client's get_assertion with 4
                            strangers + CREDHEX (last) finds it, and its make_credential with
@@ -80,6 +83,31 @@ def filter_credentials(ctap, own):
         assert e.code == ClientError.ERR.DEVICE_INELIGIBLE, e
 
 
+def enterprise(ctap, pin, rp_id, kind):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    from fido2.attestation import PackedAttestation
+
+    protocol, pin_token = token(ctap, pin, ClientPin.PERMISSION.AUTHENTICATOR_CFG)
+    Config(ctap, protocol, pin_token).enable_enterprise_attestation()
+    assert ctap.get_info().options.get("ep") is True
+    protocol, pin_token = token(ctap, pin, ClientPin.PERMISSION.MAKE_CREDENTIAL)
+    client_data_hash = os.urandom(32)
+    response = ctap.make_credential(
+        client_data_hash,
+        {"id": rp_id, "name": "Corp"},
+        {"id": b"user-ea", "name": "eve"},
+        [{"type": "public-key", "alg": -7}],
+        pin_uv_param=protocol.authenticate(pin_token, client_data_hash),
+        pin_uv_protocol=protocol.VERSION,
+        enterprise_attestation=kind,
+    )
+    PackedAttestation().verify(response.att_stmt, response.auth_data, client_data_hash)
+    cert = x509.load_der_x509_certificate(response.att_stmt["x5c"][0])
+    cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    print(bool(response.ep_att), cn.replace(" ", "_"))
+
+
 def main():
     path, pin, command, *args = sys.argv[1:]
     ctap = Ctap2(open_device(path))
@@ -102,6 +130,8 @@ def main():
     elif command == "filter":
         filter_credentials(ctap, bytes.fromhex(args[0]))
         print("ok")
+    elif command == "enterprise":
+        enterprise(ctap, pin, args[0], int(args[1]))
     elif command == "info":
         info = ctap.get_info()
         print(info.min_pin_length, info.force_pin_change, info.options.get("alwaysUv"))
