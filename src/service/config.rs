@@ -343,7 +343,8 @@ mod tests {
     #[test]
     fn full_config_parses() {
         let cfg = Config::from_toml(
-            "admin_group = \"wheel\"\nverifier_uids = [1000]\n[policy]\nmax_failures = 3\n\
+            "admin_group = \"wheel\"\nverifier_uids = [1000]\n\
+             enterprise_attestation_rp_ids = [\"corp.example\"]\n[policy]\nmax_failures = 3\n\
              [[relying_party]]\nid = \"example.org\"\norigins = [\"https://example.org\"]\n\
              user_verification = \"required\"\n",
         )
@@ -355,6 +356,7 @@ mod tests {
         assert_eq!(cfg.policy.hotp_window, 10);
         assert_eq!(cfg.relying_parties[0].name, "example.org");
         assert!(cfg.relying_parties[0].uv_required);
+        assert_eq!(cfg.enterprise_attestation_rp_ids, vec!["corp.example"]);
     }
 
     #[test]
