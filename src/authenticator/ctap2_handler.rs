@@ -627,45 +627,7 @@ impl SoftKey {
         }
         .to_bytes();
         let signed: [&[u8]; 2] = [&auth_data, &req.client_data_hash];
-        let enterprise_material = self
-            .state
-            .attestation
-            .enterprise
-            .as_ref()
-            .filter(|_| enterprise);
-        let att_stmt = if let Some(material) = enterprise_material {
-            let key = keys::secret_key(material.key.expose_secret()).map_err(internal)?;
-            AttestationStatement::Packed {
-                alg: -7,
-                sig: self.sign(&key, &signed),
-                x5c: Some(vec![material.cert.clone()]),
-            }
-        } else {
-            match self.options.attestation {
-                AttestationKind::None => AttestationStatement::None,
-                AttestationKind::SelfAttestation => {
-                    let key = cred.secret_key().map_err(internal)?;
-                    AttestationStatement::Packed {
-                        alg: -7,
-                        sig: self.sign(&key, &signed),
-                        x5c: None,
-                    }
-                }
-                AttestationKind::Packed => {
-                    let key = self
-                        .state
-                        .attestation
-                        .batch_secret_key()
-                        .map_err(internal)?;
-                    AttestationStatement::Packed {
-                        alg: -7,
-                        sig: self.sign(&key, &signed),
-                        x5c: Some(vec![self.state.attestation.batch_cert.clone()]),
-                    }
-                }
-            }
-        };
-        let ep_att = enterprise_material.is_some().then_some(true);
+        let (att_stmt, ep_att) = self.attest(&cred, &signed, enterprise)?;
         self.persist().map_err(internal)?;
         if req.pin_uv_auth_param.is_some() {
             self.pin.consume_after_use();
@@ -1314,7 +1276,36 @@ impl SoftKey {
         }
     }
 
-    /// authenticatorConfig (§6.11): toggleAlwaysUv, setMinPINLength.
+    /// The attestation statement of a new credential, and epAtt: the certificate unique to the
+    /// key for an enterprise attestation, else the kind the key was created with.
+    fn attest(
+        &self,
+        cred: &Credential,
+        signed: &[&[u8]; 2],
+        enterprise: bool,
+    ) -> CtapResult<(AttestationStatement, Option<bool>)> {
+        let packed =
+            |key: &p256::SecretKey, x5c: Option<Vec<Vec<u8>>>| AttestationStatement::Packed {
+                alg: -7,
+                sig: self.sign(key, signed),
+                x5c,
+            };
+        let attestation = &self.state.attestation;
+        if let Some(material) = attestation.enterprise.as_ref().filter(|_| enterprise) {
+            let key = keys::secret_key(material.key.expose_secret()).map_err(internal)?;
+            return Ok((packed(&key, Some(vec![material.cert.clone()])), Some(true)));
+        }
+        let statement = match self.options.attestation {
+            AttestationKind::None => AttestationStatement::None,
+            AttestationKind::SelfAttestation => packed(&cred.secret_key().map_err(internal)?, None),
+            AttestationKind::Packed => packed(
+                &attestation.batch_secret_key().map_err(internal)?,
+                Some(vec![attestation.batch_cert.clone()]),
+            ),
+        };
+        Ok((statement, None))
+    }
+
     /// MakeCredential's enterpriseAttestation parameter (CTAP 2.1 §6.1.2 step 9): whether this
     /// credential gets the enterprise attestation.
     fn enterprise_requested(&self, requested: Option<u64>, rp_id: &str) -> CtapResult<bool> {
@@ -1335,6 +1326,8 @@ impl SoftKey {
         }
     }
 
+    /// authenticatorConfig (§6.11): enableEnterpriseAttestation, toggleAlwaysUv,
+    /// setMinPINLength.
     fn config(&mut self, req: config::Request, now: Instant) -> CtapResult<()> {
         if self.pin.is_set() || self.state.always_uv {
             let (Some(param), Some(_)) = (&req.pin_uv_auth_param, req.pin_uv_auth_protocol) else {
