@@ -345,6 +345,40 @@ fn keygatectl_commands() {
         "{panic}"
     );
 
+    // Enterprise attestation: refused by a key without it, turned on for one that has it.
+    let (success, _, stderr) = ctl(
+        &bus,
+        &["enterprise-attestation", "-d", path],
+        &[("KEYGATE_PIN", "4711")],
+    );
+    assert!(!success && stderr.contains("NotSupported"), "{stderr}");
+    let ea_key = ok(ctl(
+        &bus,
+        &[
+            "virtual",
+            "create",
+            "--pin",
+            "4711",
+            "--enterprise-rp-id",
+            "corp.example",
+        ],
+        &[],
+    ));
+    let ea_key = ea_key.trim();
+    let ep = |bus: &bus::Bus| {
+        let info: serde_json::Value =
+            serde_json::from_str(&ok(ctl(bus, &["--json", "info", "-d", ea_key], &[]))).unwrap();
+        info["Options"]["ep"].clone()
+    };
+    assert_eq!(ep(&bus), false);
+    ok(ctl(
+        &bus,
+        &["enterprise-attestation", "-d", ea_key],
+        &[("KEYGATE_PIN", "4711")],
+    ));
+    assert_eq!(ep(&bus), true);
+    ok(ctl(&bus, &["virtual", "remove", ea_key], &[]));
+
     ok(ctl(&bus, &["virtual", "remove", path], &[]));
     assert!(ok(ctl(&bus, &["devices"], &[])).contains("no security keys"));
     // Generated documentation.

@@ -402,6 +402,34 @@ impl DeviceObject {
         Ok(())
     }
 
+    /// authenticatorConfig enableEnterpriseAttestation (CTAP 2.1 §6.11.1) on a key that reports
+    /// the `ep` option; `pin` ("" for a key without one) unlocks a token with the `acfg`
+    /// permission. A key without the capability is NotSupportedError.
+    async fn enable_enterprise_attestation(
+        &self,
+        pin: &str,
+        #[zbus(header)] header: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<(), BusError> {
+        let pins: &[&str] = if pin.is_empty() { &[] } else { &[pin] };
+        let _call = self.enter(conn, &header, pins).await?;
+        let mut device = self.handle.device.lock().await;
+        let token = match pin {
+            "" => None,
+            pin => Some(
+                device
+                    .pin_uv_auth_token(pin, Permissions::AUTHENTICATOR_CONFIGURATION, None)
+                    .await
+                    .map_err(device_error)?,
+            ),
+        };
+        let enabled = device.enable_enterprise_attestation(token.as_ref()).await;
+        enabled.map_err(device_error)?;
+        self.refresh(&mut device).await;
+        tracing::info!(path = %self.handle.record.path, "enterprise attestation enabled");
+        Ok(())
+    }
+
     /// Blinks the key (CTAPHID_WINK), to find it among several.
     async fn wink(
         &self,

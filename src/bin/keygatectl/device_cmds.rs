@@ -227,6 +227,31 @@ pub async fn reset(bus: &BusArgs, json: bool, arg: DeviceArg, yes: bool) -> anyh
     Ok(())
 }
 
+/// `keygatectl enterprise-attestation`: enableEnterpriseAttestation, with the PIN if one is set.
+pub async fn enable_enterprise_attestation(
+    bus: &BusArgs,
+    json: bool,
+    arg: DeviceArg,
+) -> anyhow::Result<()> {
+    let conn = bus.connect().await?;
+    let path = resolve(&conn, &arg).await?;
+    let device = device_proxy(&conn, &path).await?;
+    let options: std::collections::HashMap<String, bool> =
+        device.get_property("Options").await.map_err(explain)?;
+    let pin = if options.get("clientPin") == Some(&true) {
+        let (retries, _): (u32, bool) = device.call("PinRetries", &()).await.map_err(explain)?;
+        prompt::pin_from(None, &format!("PIN ({retries} retries left): "))?
+    } else {
+        String::new()
+    };
+    let () = device
+        .call("EnableEnterpriseAttestation", &(pin.as_str(),))
+        .await
+        .map_err(explain)?;
+    done(json, "enterprise attestation enabled");
+    Ok(())
+}
+
 /// `keygatectl creds ...`.
 pub async fn creds(
     bus: &BusArgs,

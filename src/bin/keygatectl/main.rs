@@ -58,6 +58,11 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Turn on enterprise attestation on a key that has it ("ep"; PIN prompted if one is set).
+    EnterpriseAttestation {
+        #[command(flatten)]
+        device: device_cmds::DeviceArg,
+    },
     /// A security key's discoverable credentials: list, delete.
     Creds {
         #[command(flatten)]
@@ -133,6 +138,9 @@ fn main() -> anyhow::Result<()> {
         Command::Reset { device, yes } => {
             runtime()?.block_on(device_cmds::reset(&cli.bus, cli.json, device, yes))
         }
+        Command::EnterpriseAttestation { device } => runtime()?.block_on(
+            device_cmds::enable_enterprise_attestation(&cli.bus, cli.json, device),
+        ),
         Command::Creds { device, command } => {
             runtime()?.block_on(device_cmds::creds(&cli.bus, cli.json, device, command))
         }
