@@ -112,7 +112,9 @@ fn hidvm_real_kernel() {
             skip_or_fail(&format!("QEMU did not start: {stderr}"));
             return;
         }
-        panic!("QEMU failed: {stderr}");
+        // What the guest got to before the VM was stopped (it prints its log only at the end).
+        let guest_log = std::fs::read_to_string(work.path().join("guest.log")).unwrap_or_default();
+        panic!("QEMU failed: {stderr}\nguest log so far:\n{guest_log}");
     }
     let rc = stdout
         .lines()
