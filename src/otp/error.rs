@@ -90,6 +90,9 @@ pub enum OtpError {
     /// Soft token: too many wrong unlock codes; only a new provisioning helps.
     #[error("too many wrong unlock codes; the token must be provisioned anew")]
     UnlockBlocked,
+    /// The random source failed.
+    #[error("the random generator failed")]
+    Random,
     /// Soft token: PIN format not acceptable.
     #[error("invalid PIN: {0}")]
     InvalidPin(String),

@@ -58,6 +58,7 @@ fn otp_error(err: OtpError) -> BusError {
         ),
         OtpError::WrongUnlockCode => BusError::Rejected(OtpError::WrongUnlockCode.to_string()),
         OtpError::UnlockBlocked => BusError::Locked(OtpError::UnlockBlocked.to_string()),
+        OtpError::Random => BusError::Failed(OtpError::Random.to_string()),
         e @ OtpError::Sealed(_) => {
             tracing::error!(error = %e, "software token refused the server's seed");
             BusError::Failed("the software token and the server disagree on its seed".into())
@@ -435,7 +436,7 @@ impl SoftTokens {
         serial: &str,
         verifier: TokenService,
         caller: String,
-        unlock_code: String,
+        unlock_code: Secret<String>,
         new_pin: Secret<String>,
     ) -> Result<(), BusError> {
         self.check_pin_format(new_pin.expose_secret())?;
@@ -444,9 +445,14 @@ impl SoftTokens {
             verifier
                 .soft_unlock(&caller, &name, |seed| {
                     with_os_random(|fill| {
-                        t.unlock(&unlock_code, seed, new_pin.expose_secret(), fill)
+                        t.unlock(
+                            unlock_code.expose_secret(),
+                            seed,
+                            new_pin.expose_secret(),
+                            fill,
+                        )
                     })
-                    .map_err(|_| OtpError::Sealed("the random generator failed".into()))?
+                    .map_err(|_| OtpError::Random)?
                 })
                 .map_err(|e| match e {
                     TokenError::Otp(e) => otp_error(e),

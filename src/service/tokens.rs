@@ -846,7 +846,7 @@ impl Tokens {
                 serial,
                 self.service.clone(),
                 call.audit_name(),
-                unlock_code.to_owned(),
+                Secret::new(unlock_code.to_owned()),
                 Secret::new(new_pin.to_owned()),
             )
             .await
