@@ -734,8 +734,24 @@ mod unlock_tests {
     use super::tests::xorshift;
     use super::*;
 
+    const SERIAL: &str = "0012345678";
+
+    /// What the helpdesk answers to `challenge` for the token holding `seed`.
+    fn helpdesk_code(seed: &Secret<Vec<u8>>, challenge: &str) -> String {
+        soft_unlock::unlock_code(seed.expose_secret(), SERIAL, challenge).unwrap()
+    }
+
+    /// A well-formed unlock code that is not `code`.
+    fn other_code(code: &str) -> &'static str {
+        if code == "0000000000" {
+            "1111111111"
+        } else {
+            "0000000000"
+        }
+    }
+
     fn locked_token(seed: &Secret<Vec<u8>>, fill: FillRandom<'_>) -> SoftToken {
-        let params = TokenParams::new("0012345678".parse().unwrap(), TokenKind::ResponseOnlyHotp);
+        let params = TokenParams::new(SERIAL.parse().unwrap(), TokenKind::ResponseOnlyHotp);
         let config = SoftTokenConfig {
             kdf: KdfParams::TEST,
             ..SoftTokenConfig::default()
@@ -760,8 +776,7 @@ mod unlock_tests {
         );
         let challenge = token.unlock_challenge(&mut fill).unwrap();
         assert_eq!(token.unlock_challenge(&mut fill).unwrap(), challenge);
-        let code =
-            soft_unlock::unlock_code(seed.expose_secret(), "0012345678", &challenge).unwrap();
+        let code = helpdesk_code(&seed, &challenge);
         // A bad new PIN is refused without using the challenge up.
         assert!(matches!(
             token.unlock(&code, &seed, "123", &mut fill),
@@ -793,12 +808,8 @@ mod unlock_tests {
         let seed = Secret::new(b"12345678901234567890".to_vec());
         let mut token = locked_token(&seed, &mut fill);
         let first = token.unlock_challenge(&mut fill).unwrap();
-        let code = soft_unlock::unlock_code(seed.expose_secret(), "0012345678", &first).unwrap();
-        let wrong = if code == "0000000000" {
-            "1111111111"
-        } else {
-            "0000000000"
-        };
+        let code = helpdesk_code(&seed, &first);
+        let wrong = other_code(&code);
         assert_eq!(
             token.unlock(wrong, &seed, "24680", &mut fill),
             Err(OtpError::WrongUnlockCode)
@@ -822,13 +833,8 @@ mod unlock_tests {
         let mut token = locked_token(&seed, &mut fill);
         for _ in 0..soft_unlock::MAX_WRONG_CODES {
             let challenge = token.unlock_challenge(&mut fill).unwrap();
-            let code =
-                soft_unlock::unlock_code(seed.expose_secret(), "0012345678", &challenge).unwrap();
-            let wrong = if code == "0000000000" {
-                "1111111111"
-            } else {
-                "0000000000"
-            };
+            let code = helpdesk_code(&seed, &challenge);
+            let wrong = other_code(&code);
             assert_eq!(
                 token.unlock(wrong, &seed, "24680", &mut fill),
                 Err(OtpError::WrongUnlockCode)
@@ -852,8 +858,7 @@ mod unlock_tests {
         let mut token = locked_token(&seed, &mut fill);
         let challenge = token.unlock_challenge(&mut fill).unwrap();
         let other = Secret::new(b"00000000000000000000".to_vec());
-        let code =
-            soft_unlock::unlock_code(other.expose_secret(), "0012345678", &challenge).unwrap();
+        let code = soft_unlock::unlock_code(other.expose_secret(), SERIAL, &challenge).unwrap();
         assert!(matches!(
             token.unlock(&code, &other, "24680", &mut fill),
             Err(OtpError::Sealed(_))
@@ -879,8 +884,7 @@ mod unlock_tests {
         let state: SoftTokenState = serde_json::from_value(json).unwrap();
         let mut token = SoftToken::from_state(state);
         let challenge = token.unlock_challenge(&mut fill).unwrap();
-        let code =
-            soft_unlock::unlock_code(seed.expose_secret(), "0012345678", &challenge).unwrap();
+        let code = helpdesk_code(&seed, &challenge);
         token.unlock(&code, &seed, "24680", &mut fill).unwrap();
         assert!(token.state().seed_check.is_some());
     }
