@@ -6,9 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+mod interop;
+
+use std::path::Path;
 
 use keygate::ctap2::Value;
 use keygate::ctap2::commands::{
@@ -29,53 +29,8 @@ use keygate::ctap2::{
 };
 use serde_json::json;
 
-/// The venv python with fido2 importable, or `None` (after applying the skip/fail rule).
-fn python_fido2() -> Option<PathBuf> {
-    let required = std::env::var("KEYGATE_REQUIRE_INTEROP").as_deref() == Ok("1");
-    let found = std::env::var_os("KEYGATE_PYTHON")
-        .map(PathBuf::from)
-        .filter(|python| {
-            Command::new(python)
-                .args(["-c", "import fido2.ctap2.pin, fido2.cbor"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|status| status.success())
-        });
-    if found.is_none() {
-        assert!(
-            !required,
-            "KEYGATE_REQUIRE_INTEROP=1 but python-fido2 ($KEYGATE_PYTHON with fido2) is not available"
-        );
-        println!(
-            "skipped: python-fido2 not found (set KEYGATE_PYTHON to a python with fido2==2.2.1)"
-        );
-    }
-    found
-}
-
-fn run_script(python: &PathBuf, script: &str, input: &serde_json::Value) -> serde_json::Value {
-    let path = format!("{}/tests/interop/{script}", env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new(python)
-        .arg(&path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.to_string().as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{script} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+fn run_script(python: &Path, script: &str, input: &serde_json::Value) -> serde_json::Value {
+    interop::run_json(python, script, &[], input)
 }
 
 fn field(value: &serde_json::Value, name: &str) -> Vec<u8> {
@@ -189,7 +144,9 @@ fn python_fido2_published_protocol_one_vectors() {
 /// Live oracle: python-fido2's PinProtocolV1/V2 on fixed keys against ours, both directions.
 #[test]
 fn pin_protocols_match_python_fido2() {
-    let Some(python) = python_fido2() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let authenticator_priv = [0x21u8; 32];
     let platform_priv = [0x42u8; 32];
     let plaintext: Vec<u8> = (0..64u8).collect();
@@ -398,7 +355,9 @@ fn python_key_agreement() -> CoseKey {
 
 #[test]
 fn cbor_matches_python_fido2() {
-    let Some(python) = python_fido2() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let protocol = PinProtocol::Two;
 
     // Our responses.
@@ -887,7 +846,9 @@ impl ValueGenerator {
 /// what we wrote and re-encodes it to the same bytes.
 #[test]
 fn canonical_writer_matches_python_fido2_encoder() {
-    let Some(python) = python_fido2() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let mut generator = ValueGenerator(0x9E37_79B9_7F4A_7C15);
     let ours: Vec<String> = (0..2000)
         .map(|_| {
@@ -924,7 +885,9 @@ fn canonical_writer_matches_python_fido2_encoder() {
 /// decrypts the pinUvAuthToken we encrypted.
 #[test]
 fn client_pin_flow_against_python_fido2_platform() {
-    let Some(python) = python_fido2() else { return };
+    let Some(python) = interop::python() else {
+        return;
+    };
     let authenticator = KeyAgreementKey::from_secret_bytes(&[0x5A; 32]).unwrap();
     let token = [0x70u8; 32];
     let mut rng = counter_rng(5);

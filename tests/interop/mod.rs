@@ -38,13 +38,14 @@ pub fn python() -> Option<PathBuf> {
     }
 }
 
-/// Runs `tests/interop/webauthn_oracle.py COMMAND` with `request` as JSON on stdin; its JSON
-/// answer.
-pub fn webauthn_oracle(python: &Path, command: &str, request: &Value) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/webauthn_oracle.py");
+/// Runs `tests/interop/SCRIPT ARGS...` with `input` as JSON on stdin; its JSON answer.
+pub fn run_json(python: &Path, script: &str, args: &[&str], input: &Value) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(script);
     let mut child = Command::new(python)
-        .arg(script)
-        .arg(command)
+        .arg(path)
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -54,13 +55,19 @@ pub fn webauthn_oracle(python: &Path, command: &str, request: &Value) -> Value {
         .stdin
         .take()
         .unwrap()
-        .write_all(request.to_string().as_bytes())
+        .write_all(input.to_string().as_bytes())
         .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(
         output.status.success(),
-        "oracle {command}: {}",
+        "{script} {args:?} failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Runs `tests/interop/webauthn_oracle.py COMMAND` with `request` as JSON on stdin; its JSON
+/// answer.
+pub fn webauthn_oracle(python: &Path, command: &str, request: &Value) -> Value {
+    run_json(python, "webauthn_oracle.py", &[command], request)
 }
